@@ -1,0 +1,233 @@
+"""Reaching the Iceberg catalog and reading table lineage.
+
+The catalog is whatever PyIceberg catalog the settings describe (SQL on SQLite by
+default, SQL on Postgres or REST by configuration); nothing here knows which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from cnai.config import DatasetSpec, Settings, parse_table_identifier
+from cnai.errors import CnaiError, UsageError
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+# Snapshot summary keys cnai writes on every commit it makes.
+FINGERPRINTS_KEY = "cnai.source-fingerprints"
+"""JSON list of ``sha256:<hex>`` content fingerprints of the source files in this snapshot."""
+SOURCES_KEY = "cnai.source-files"
+"""JSON list of the source file URIs, same order as the fingerprints."""
+DATA_VERSION_KEY = "cnai.data-version"
+"""The table's data_version once this snapshot is current."""
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "long": pa.int64(),
+    "int": pa.int32(),
+    "string": pa.string(),
+}
+
+
+def arrow_type(iceberg_type: str) -> pa.DataType:
+    """The Arrow type a declared Iceberg primitive type is stored as."""
+    return _ARROW_TYPES[iceberg_type]
+
+
+def arrow_schema(spec: DatasetSpec) -> pa.Schema:
+    """Arrow schema of the table's declared columns, in table order."""
+    fields = [pa.field(name, arrow_type(spec.feature_type)) for name in spec.features]
+    fields.append(pa.field(spec.label, arrow_type(spec.label_type)))
+    for key in spec.columns[len(spec.features) + 1 :]:
+        fields.append(pa.field(key, pa.string()))
+    return pa.schema(fields)
+
+
+def iceberg_schema(spec: DatasetSpec) -> Schema:
+    """Iceberg schema for the declared columns (field ids 1..N in table order)."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import (
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        NestedField,
+        PrimitiveType,
+        StringType,
+    )
+
+    types: dict[str, PrimitiveType] = {
+        "double": DoubleType(),
+        "float": FloatType(),
+        "long": LongType(),
+        "int": IntegerType(),
+        "string": StringType(),
+    }
+    schema = arrow_schema(spec)
+    fields = []
+    for index, field in enumerate(schema, start=1):
+        if field.name in spec.features:
+            kind = spec.feature_type
+        elif field.name == spec.label:
+            kind = spec.label_type
+        else:
+            kind = "string"
+        fields.append(
+            NestedField(field_id=index, name=field.name, field_type=types[kind], required=False)
+        )
+    return Schema(*fields)
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """Load the configured catalog, creating the embedded SQLite one on first use."""
+    from pyiceberg.catalog import load_catalog
+
+    props = dict(settings.catalog_properties)
+    uri = props.get("uri", "")
+    if props.get("type") == "sql" and uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    warehouse = props.get("warehouse", "")
+    if warehouse.startswith("file://"):
+        Path(warehouse[len("file://") :]).mkdir(parents=True, exist_ok=True)
+    last: Exception | None = None
+    for attempt in range(5):
+        try:
+            return load_catalog(settings.catalog_name, **props)
+        except Exception as exc:  # noqa: BLE001 - racing first-time table creation in SQLite
+            last = exc
+            if "already exists" not in str(exc) and "locked" not in str(exc):
+                break
+            time.sleep(0.1 * (attempt + 1))
+    raise CnaiError(f"catalog {settings.catalog_name!r}: cannot open ({last})")
+
+
+def ensure_table(catalog: Catalog, spec: DatasetSpec) -> Table:
+    """The table for ``spec``, created with the declared schema if it does not exist."""
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+
+    namespace, _ = parse_table_identifier(spec.table)
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    schema = iceberg_schema(spec)
+    try:
+        table = catalog.create_table_if_not_exists(
+            spec.table,
+            schema=schema,
+            properties={"schema.name-mapping.default": schema.name_mapping.model_dump_json()},
+        )
+    except TableAlreadyExistsError:
+        table = catalog.load_table(spec.table)
+    check_table_schema(table, spec)
+    return table
+
+
+def check_table_schema(table: Table, spec: DatasetSpec) -> None:
+    """Fail when an existing table's columns differ from the declared ones."""
+    have = {f.name: str(f.field_type) for f in table.schema().fields}
+    want = {f.name: str(f.field_type) for f in iceberg_schema(spec).fields}
+    for name, kind in want.items():
+        if name not in have:
+            raise UsageError(f"table {spec.table}: has no column {name!r} that the dataset declares")
+        if have[name] != kind:
+            raise UsageError(
+                f"table {spec.table}: column {name!r} is {have[name]}, the dataset declares {kind}"
+            )
+
+
+def load_table(settings: Settings, table: str | None = None) -> Table:
+    """Load an existing table; UsageError naming it when it does not exist."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    name = table or settings.dataset.table
+    parse_table_identifier(name)
+    try:
+        return open_catalog(settings).load_table(name)
+    except NoSuchTableError as exc:
+        raise UsageError(f"--table {name}: no such table (run `cnai ingest` first)") from exc
+
+
+def snapshot_at(table: Table, snapshot_id: int | None = None) -> Snapshot:
+    """The given snapshot (default: current); UsageError when it does not exist."""
+    name = ".".join(table.name())
+    if snapshot_id is None:
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            raise UsageError(f"table {name}: is empty (no snapshot yet; run `cnai ingest`)")
+        return snapshot
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        raise UsageError(f"--snapshot-id {snapshot_id}: no such snapshot in table {name}")
+    return snapshot
+
+
+def lineage(table: Table, snapshot_id: int | None = None) -> list[Snapshot]:
+    """Snapshots from the first ancestor up to ``snapshot_id`` (default: current)."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    start = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
+    if start is None:
+        return []
+    return list(reversed(list(ancestors_of(start, table.metadata))))
+
+
+def snapshot_fingerprints(snapshot: Snapshot) -> list[str]:
+    """Source fingerprints cnai recorded in one snapshot's summary."""
+    raw = snapshot.summary[FINGERPRINTS_KEY] if snapshot.summary else None
+    return list(json.loads(raw)) if raw else []
+
+
+def ingested_fingerprints(table: Table, snapshot_id: int | None = None) -> set[str]:
+    """Every source fingerprint in the lineage of ``snapshot_id`` (default: current)."""
+    found: set[str] = set()
+    for snapshot in lineage(table, snapshot_id):
+        found.update(snapshot_fingerprints(snapshot))
+    return found
+
+
+def data_version_of(snapshots: list[Snapshot], extra: list[str] | None = None) -> str:
+    """A short, stable hash of a table state given its lineage.
+
+    Built from source content fingerprints, so the same data ingested into a fresh
+    home gives the same version; snapshots written by other tools (no fingerprints)
+    contribute their id and record counts instead.
+    """
+    parts: list[str] = []
+    for snapshot in snapshots:
+        prints = snapshot_fingerprints(snapshot)
+        if prints:
+            parts.extend(prints)
+        else:
+            summary = snapshot.summary
+            added = summary["added-records"] if summary else None
+            deleted = summary["deleted-records"] if summary else None
+            parts.append(f"snapshot:{snapshot.snapshot_id}:{added}:{deleted}")
+    parts.extend(extra or [])
+    if not parts:
+        return "empty"
+    digest = hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+    return digest[:16]
+
+
+def data_version(table: Table, snapshot_id: int | None = None) -> str:
+    """The data_version of the table at ``snapshot_id`` (default: current)."""
+    return data_version_of(lineage(table, snapshot_id))
+
+
+def total_rows(snapshot: Snapshot | None) -> int:
+    """Total records in the table at a snapshot (0 for none)."""
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary["total-records"] or 0)

@@ -1,0 +1,1 @@
+"""The ``cnai`` command line."""

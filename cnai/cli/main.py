@@ -1,0 +1,142 @@
+"""Entry point of the ``cnai`` console script.
+
+Conventions shared by every command:
+
+- ``--home DIR`` (env ``CNAI_HOME``, default ``./.cnai``) holds all local state;
+- ``--json`` prints exactly one JSON object on stdout when done;
+- exit 0 on success, 2 on bad input or usage (one line on stderr naming the input
+  and the rule broken), 1 on a runtime failure;
+- progress goes to stderr: rich on a TTY, plain lines otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnai import __version__
+from cnai.cli import commands
+from cnai.config import Settings, load_settings, resolve_home
+from cnai.errors import CnaiError, UsageError
+from cnai.progress import Progress
+
+Handler = Callable[[argparse.Namespace, "Context"], "dict[str, Any] | None"]
+
+
+@dataclass
+class Context:
+    """What a command handler gets besides its parsed arguments."""
+
+    home: Path
+    """The resolved home folder."""
+    json: bool
+    """True when the caller asked for one JSON object on stdout."""
+    progress: Progress
+    """Where to report progress (stderr)."""
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """Settings for this home, loaded on first use."""
+        if self._settings is None:
+            self._settings = load_settings(self.home)
+        return self._settings
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every command module in cnai.cli.commands registered."""
+    common = _Parser(add_help=False)
+    _add_global_options(common)
+    parser = _Parser(prog="cnai", description="git push -> retrain -> tune -> register")
+    parser.add_argument("--version", action="version", version=f"cnai {__version__}")
+    _add_global_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(subparsers, common)
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS lets the option appear before or after the command name.
+    parser.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        help="folder holding all local state (env CNAI_HOME, default ./.cnai)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object on stdout when done",
+    )
+
+
+def render_human(data: dict[str, Any]) -> str:
+    """Default human rendering of a command's result: one ``key: value`` per line."""
+    width = max((len(k) for k in data), default=0)
+    lines = []
+    for key, value in data.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    want_json = "--json" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if not getattr(args, "command", None):
+            parser.print_help(sys.stderr)
+            return 2
+        want_json = bool(getattr(args, "json", False))
+        ctx = Context(
+            home=resolve_home(getattr(args, "home", None)),
+            json=want_json,
+            progress=Progress(),
+        )
+        handler: Handler = args.handler
+        result = handler(args, ctx)
+    except CnaiError as exc:
+        if want_json and exc.data is not None:
+            print(json.dumps(exc.data, default=str))
+        print(f"cnai: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cnai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
+        if os.environ.get("CNAI_DEBUG"):
+            traceback.print_exc()
+        print(f"cnai: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if result is not None:
+        if want_json:
+            print(json.dumps(result, default=str))
+        else:
+            render: Callable[[dict[str, Any]], str] = getattr(args, "render", render_human)
+            print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

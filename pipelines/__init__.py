@@ -1,0 +1,1 @@
+"""Pipeline definitions (Hera) and Katib-style experiment specs."""
