@@ -6,6 +6,7 @@ default, SQL on Postgres or REST by configuration); nothing here knows which.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -117,10 +118,8 @@ def ensure_table(catalog: Catalog, spec: DatasetSpec) -> Table:
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 
     namespace, _ = parse_table_identifier(spec.table)
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace_if_not_exists(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
     schema = iceberg_schema(spec)
     try:
         table = catalog.create_table_if_not_exists(
@@ -140,7 +139,9 @@ def check_table_schema(table: Table, spec: DatasetSpec) -> None:
     want = {f.name: str(f.field_type) for f in iceberg_schema(spec).fields}
     for name, kind in want.items():
         if name not in have:
-            raise UsageError(f"table {spec.table}: has no column {name!r} that the dataset declares")
+            raise UsageError(
+                f"table {spec.table}: has no column {name!r} that the dataset declares"
+            )
         if have[name] != kind:
             raise UsageError(
                 f"table {spec.table}: column {name!r} is {have[name]}, the dataset declares {kind}"

@@ -287,7 +287,7 @@ def _dataset_spec(raw: dict[str, Any], path: Path) -> DatasetSpec:
         classes=tuple(raw.get("classes", spec.classes)),
         key=tuple(str(k) for k in raw.get("key", spec.key)),
         feature_shape=tuple(int(d) for d in raw.get("feature_shape", (1, len(features)))),
-        split_fractions=tuple(raw.get("split_fractions", spec.split_fractions)),  # type: ignore[arg-type]
+        split_fractions=tuple(raw.get("split_fractions", spec.split_fractions)),
     )
     parse_table_identifier(spec.table)
     if not spec.features:

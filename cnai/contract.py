@@ -34,13 +34,13 @@ _SAFE_SOURCES: dict[pa.DataType, tuple[pa.DataType, ...]] = {
 }  # fmt: skip
 
 
-class ContractViolation(UsageError):
+class ContractError(UsageError):
     """A source breaks the data contract; nothing was committed."""
 
 
-def _violation(uri: str, column: str | None, problem: str, rule: str) -> ContractViolation:
+def _violation(uri: str, column: str | None, problem: str, rule: str) -> ContractError:
     where = f"{uri}: column {column!r}: " if column else f"{uri}: "
-    return ContractViolation(f"{where}{problem} (rule: {rule})")
+    return ContractError(f"{where}{problem} (rule: {rule})")
 
 
 def safely_castable(source: pa.DataType, target: pa.DataType) -> bool:

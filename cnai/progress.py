@@ -48,4 +48,8 @@ class Progress:
         else:
             print(f"{message} ...", file=self.stream, flush=True)
             yield
-            print(f"{message}: done in {time.perf_counter() - start:.1f}s", file=self.stream, flush=True)
+            print(
+                f"{message}: done in {time.perf_counter() - start:.1f}s",
+                file=self.stream,
+                flush=True,
+            )

@@ -108,9 +108,7 @@ def read_schema(source: SourceFile, columns: dict[str, pa.DataType]) -> pa.Schem
         raise UsageError(f"{source.uri}: not a readable {source.format} file ({exc})") from exc
 
 
-def iter_batches(
-    source: SourceFile, columns: dict[str, pa.DataType]
-) -> Iterator[pa.RecordBatch]:
+def iter_batches(source: SourceFile, columns: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
     """Stream the declared columns of one file as record batches.
 
     For CSV, declared columns are parsed straight into their declared type; a value
@@ -138,9 +136,7 @@ class _csv_reader:  # noqa: N801 - used as a context manager
         self.reader = pacsv.open_csv(
             self.stream,
             read_options=pacsv.ReadOptions(block_size=16 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types=columns, strings_can_be_null=True
-            ),
+            convert_options=pacsv.ConvertOptions(column_types=columns, strings_can_be_null=True),
         )
 
     def __enter__(self) -> pacsv.CSVStreamingReader:

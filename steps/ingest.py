@@ -11,6 +11,7 @@ fingerprints, so no file is lost or ingested twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -36,7 +37,7 @@ from cnai.catalog import (
     total_rows,
 )
 from cnai.config import DatasetSpec, Settings, load_settings
-from cnai.contract import ContractViolation, check_batch, check_schema
+from cnai.contract import ContractError, check_batch, check_schema
 from cnai.errors import CnaiError
 from cnai.progress import Progress
 from cnai.sources import SourceFile, iter_batches, read_schema, resolve_source
@@ -82,7 +83,7 @@ def ingest(
         source = str(seed_landing(settings.landing_dir, progress))
     files = resolve_source(source)
     if not files:
-        raise ContractViolation(f"--source {source}: no .parquet or .csv file found")
+        raise ContractError(f"--source {source}: no .parquet or .csv file found")
 
     table_obj = ensure_table(open_catalog(settings), spec)
     previous = table_obj.current_snapshot()
@@ -137,7 +138,9 @@ def seed_landing(landing: Path, progress: Progress) -> Path:
     }
     columns["label"] = pa.array(digits.target, type=pa.int64())
     pq.write_table(pa.table(columns), landing / SEED_FILE)
-    progress.info(f"seeded {landing / SEED_FILE} with the digits data set ({len(digits.target)} rows)")
+    progress.info(
+        f"seeded {landing / SEED_FILE} with the digits data set ({len(digits.target)} rows)"
+    )
     return landing
 
 
@@ -156,7 +159,7 @@ def _stage(
                 try:
                     checked = check_batch(file.uri, batch, spec, staged.rows)
                 except pa.ArrowInvalid as exc:
-                    raise ContractViolation(
+                    raise ContractError(
                         f"{file.uri}: values do not cast safely to the declared types ({exc}) "
                         "(rule: types equal or safely castable)"
                     ) from exc
@@ -167,7 +170,7 @@ def _stage(
         raise
     if staged.rows == 0:
         _discard(table, [staged])
-        raise ContractViolation(f"{file.uri}: has no rows (rule: at least one row)")
+        raise ContractError(f"{file.uri}: has no rows (rule: at least one row)")
     progress.info(f"checked {file.uri}: {staged.rows} rows")
     return staged
 
@@ -211,7 +214,5 @@ def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_St
 
 def _discard(table: Table, staged: list[_Staged]) -> None:
     for item in staged:
-        try:
+        with contextlib.suppress(OSError, FileNotFoundError):
             table.io.delete(item.path)
-        except (OSError, FileNotFoundError):
-            pass

@@ -1,0 +1,101 @@
+"""How a trained classifier is stored in MLflow and loaded back.
+
+The contract every step relies on: a training run logs its model under the artifact
+name ``model`` as an MLflow pyfunc whose ``predict`` takes a pandas DataFrame (or a
+2-D array) holding the dataset's feature columns and returns one class label per
+row (values from ``DatasetSpec.classes``). ``predict_proba`` on the unwrapped model
+gives per-class probabilities. Load it anywhere with
+``mlflow.pyfunc.load_model("runs:/<id>/model")`` or ``models:/<name>@champion``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnai.config import DatasetSpec
+
+if TYPE_CHECKING:
+    import torch
+    from mlflow.models.model import ModelInfo
+
+MODEL_ARTIFACT = "model"
+
+
+def _features_array(model_input: Any, features: tuple[str, ...]) -> np.ndarray:
+    if hasattr(model_input, "columns"):
+        return np.asarray(model_input[list(features)], dtype=np.float32)
+    return np.asarray(model_input, dtype=np.float32).reshape(-1, len(features))
+
+
+def _classifier_base() -> type:
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.PythonModel
+
+
+class TorchClassifier(_classifier_base()):  # type: ignore[misc]
+    """A torch module plus what it needs to read rows of the table and name classes."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        features: tuple[str, ...],
+        classes: tuple[int | str, ...],
+        feature_shape: tuple[int, ...],
+    ) -> None:
+        self.module = module.cpu().eval()
+        self.features = tuple(features)
+        self.classes = tuple(classes)
+        self.feature_shape = tuple(feature_shape)
+
+    def predict_proba(self, model_input: Any) -> np.ndarray:
+        """Class probabilities, one row per input row, columns in ``classes`` order."""
+        import torch
+
+        x = torch.from_numpy(_features_array(model_input, self.features))
+        with torch.no_grad():
+            logits = self.module(x.reshape(-1, *self.feature_shape))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """One class label per row."""
+        index = self.predict_proba(model_input).argmax(axis=1)
+        return np.asarray(self.classes)[index]
+
+
+def pip_requirements() -> list[str]:
+    """Exact requirements of the logged model (given, so MLflow need not infer them)."""
+    import mlflow
+    import pandas
+    import torch
+
+    return [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
+
+
+def log_classifier(module: torch.nn.Module, spec: DatasetSpec, example: np.ndarray) -> ModelInfo:
+    """Log ``module`` to the active MLflow run as the ``model`` artifact.
+
+    ``example`` is a few rows of features (2-D, feature order) used for the input
+    example and the signature.
+    """
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    wrapper = TorchClassifier(module, spec.features, spec.classes, spec.feature_shape)
+    frame = pd.DataFrame(np.asarray(example, dtype=np.float64), columns=list(spec.features))
+    signature = infer_signature(frame, wrapper.predict(None, frame))
+    return mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=wrapper,
+        signature=signature,
+        input_example=frame,
+        pip_requirements=pip_requirements(),
+    )
