@@ -30,7 +30,10 @@ _SAFE_SOURCES: dict[pa.DataType, tuple[pa.DataType, ...]] = {
         pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
     ),
     pa.int32(): (pa.int8(), pa.int16(), pa.int32(), pa.uint8(), pa.uint16()),
-    pa.string(): (pa.string(), pa.large_string()),
+    pa.string(): (
+        pa.string(), pa.large_string(),
+        pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+    ),
 }  # fmt: skip
 
 
