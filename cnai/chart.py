@@ -1,0 +1,150 @@
+"""Keep the pipeline Helm chart's copies of the pipeline manifests in sync.
+
+The chart under ``infra/opentofu/charts/cnai-pipeline`` carries verbatim copies
+of two sources so that ``helm`` (and OpenTofu's ``helm_release``) can install
+them without running Python:
+
+- ``files/workflows/``: every file ``cnai compile --out DIR`` writes, from
+  :func:`pipelines.retrain.compile_manifests`;
+- ``files/events/``: every ``events/*.yaml`` spec.
+
+:func:`sync_chart` rewrites the copies; :func:`chart_drift` lists every
+difference (a test fails on any). From a shell::
+
+    python -m cnai.chart sync     # rewrite the copies
+    python -m cnai.chart check    # exit 1 and list differences when stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+CHART_DIR = Path("infra") / "opentofu" / "charts" / "cnai-pipeline"
+"""The pipeline chart, relative to the repository root."""
+WORKFLOWS_DIR = "files/workflows"
+"""Chart folder holding the ``cnai compile`` output."""
+EVENTS_DIR = "files/events"
+"""Chart folder holding the copies of ``events/*.yaml``."""
+EVENT_SUFFIXES = (".yaml", ".yml")
+"""Which files of ``events/`` are specs."""
+
+ManifestSource = Callable[[], dict[str, str]]
+
+
+class ChartSourceMissingError(LookupError):
+    """A source the chart copies from does not exist (yet)."""
+
+
+def compiled_manifests() -> dict[str, str]:
+    """``{file name: YAML}`` exactly as ``cnai compile --out DIR`` writes it."""
+    try:
+        from pipelines.retrain import compile_manifests
+    except ImportError as exc:
+        raise ChartSourceMissingError(
+            f"pipelines.retrain.compile_manifests is not importable: {exc}"
+        ) from exc
+    return dict(compile_manifests())
+
+
+def event_specs(repo_root: Path) -> dict[str, str]:
+    """``{file name: YAML}`` of every spec in ``events/``."""
+    folder = Path(repo_root) / "events"
+    specs = {
+        path.name: path.read_text()
+        for path in sorted(folder.glob("*"))
+        if path.is_file() and path.suffix in EVENT_SUFFIXES
+    }
+    if not specs:
+        raise ChartSourceMissingError(f"{folder}: no *.yaml event specs found")
+    return specs
+
+
+def expected_copies(
+    repo_root: Path, compile_source: ManifestSource = compiled_manifests
+) -> dict[str, str]:
+    """``{chart-relative path: text}`` the chart must carry."""
+    events = event_specs(repo_root)  # cheap, so a missing source fails fast
+    expected: dict[str, str] = {}
+    for name, text in compile_source().items():
+        expected[_copy_path(WORKFLOWS_DIR, name)] = text
+    for name, text in events.items():
+        expected[_copy_path(EVENTS_DIR, name)] = text
+    return expected
+
+
+def sync_chart(repo_root: Path, compile_source: ManifestSource = compiled_manifests) -> list[str]:
+    """Rewrite the chart's copies from their sources; returns the paths changed or removed."""
+    chart = Path(repo_root) / CHART_DIR
+    expected = expected_copies(repo_root, compile_source)
+    changed: list[str] = []
+    for rel in _present_copies(chart):
+        if rel not in expected:
+            (chart / rel).unlink()
+            changed.append(rel)
+    for rel, text in sorted(expected.items()):
+        target = chart / rel
+        if not target.is_file() or target.read_text() != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            changed.append(rel)
+    return changed
+
+
+def chart_drift(repo_root: Path, compile_source: ManifestSource = compiled_manifests) -> list[str]:
+    """One line per difference between the chart's copies and their sources; empty when in sync."""
+    chart = Path(repo_root) / CHART_DIR
+    expected = expected_copies(repo_root, compile_source)
+    present = _present_copies(chart)
+    drift: list[str] = []
+    for rel, text in sorted(expected.items()):
+        if rel not in present:
+            drift.append(f"{CHART_DIR / rel}: missing")
+        elif (chart / rel).read_text() != text:
+            drift.append(f"{CHART_DIR / rel}: differs from its source")
+    for rel in sorted(set(present) - set(expected)):
+        drift.append(f"{CHART_DIR / rel}: stale (its source no longer exists)")
+    return drift
+
+
+def _copy_path(folder: str, name: str) -> str:
+    if Path(name).name != name or not name.endswith(EVENT_SUFFIXES):
+        raise ValueError(f"manifest name {name!r}: expected a bare *.yaml file name")
+    return f"{folder}/{name}"
+
+
+def _present_copies(chart: Path) -> list[str]:
+    found: list[str] = []
+    for folder in (WORKFLOWS_DIR, EVENTS_DIR):
+        for path in sorted((chart / folder).glob("*")):
+            if path.is_file() and path.suffix in EVENT_SUFFIXES:
+                found.append(f"{folder}/{path.name}")
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cnai.chart sync|check``: rewrite or verify the chart's copies."""
+    parser = argparse.ArgumentParser(prog="python -m cnai.chart", description=__doc__)
+    parser.add_argument("action", choices=("sync", "check"))
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository root")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "sync":
+            for rel in sync_chart(args.repo):
+                print(f"updated {CHART_DIR / rel}")
+            return 0
+        drift = chart_drift(args.repo)
+    except ChartSourceMissingError as exc:
+        print(f"cnai.chart: {exc}", file=sys.stderr)
+        return 1
+    for line in drift:
+        print(line, file=sys.stderr)
+    if drift:
+        print("cnai.chart: run `python -m cnai.chart sync` to update the chart", file=sys.stderr)
+    return 1 if drift else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

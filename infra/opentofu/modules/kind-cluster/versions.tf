@@ -1,0 +1,8 @@
+terraform {
+  required_providers {
+    kind = {
+      source  = "tehcyx/kind"
+      version = "~> 0.11"
+    }
+  }
+}
