@@ -1,0 +1,183 @@
+"""events/*.yaml: upstream schema, Hera round-trip, the cross-team names, and refusals."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cnai.errors import UsageError
+from cnai.events.lint import documents, hera_round_trip_problems, lint_folder, schema_problems
+from cnai.events.spec import load_spec
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+FILES = ["eventbus.yaml", "eventsource-github.yaml", "eventsource-data.yaml"]
+FILES += ["sensor-retrain.yaml", "rbac.yaml"]
+
+
+def _docs() -> dict[str, dict[str, Any]]:
+    return {f"{d['kind']}/{d['metadata']['name']}": d for _, d in documents(EVENTS)}
+
+
+def test_every_file_exists_and_validates_against_the_argo_events_schema(
+    schemas_dir: Path,
+) -> None:
+    assert sorted(p.name for p in EVENTS.glob("*.yaml")) == sorted(FILES)
+    schema = json.loads((schemas_dir / "argo-events-v1.9.schema.json").read_text())
+    for path, doc in documents(EVENTS):
+        assert schema_problems(doc, schema) == [], path
+
+
+def test_schema_validation_catches_a_wrong_type(schemas_dir: Path) -> None:
+    schema = json.loads((schemas_dir / "argo-events-v1.9.schema.json").read_text())
+    sensor = copy.deepcopy(_docs()["Sensor/cnai-retrain"])
+    sensor["spec"]["dependencies"][0]["filters"]["data"][0]["value"] = "^push$"
+    assert any("dependencies.0.filters.data.0.value" in p for p in schema_problems(sensor, schema))
+
+
+def test_workflow_in_the_trigger_validates_against_the_argo_workflows_schema(
+    schemas_dir: Path,
+) -> None:
+    import jsonschema
+
+    schema = json.loads((schemas_dir / "argo-workflows-v4.1.schema.json").read_text())
+    trigger = _docs()["Sensor/cnai-retrain"]["spec"]["triggers"][0]
+    resource = trigger["template"]["argoWorkflow"]["source"]["resource"]
+    root = {
+        "$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow",
+        "definitions": schema["definitions"],
+    }
+    assert [e.message for e in jsonschema.Draft4Validator(root).iter_errors(resource)] == []
+
+
+def test_everything_survives_the_hera_round_trip() -> None:
+    assert lint_folder(EVENTS, None) == []
+
+
+def test_hera_round_trip_catches_a_misspelled_field() -> None:
+    sensor = copy.deepcopy(_docs()["Sensor/cnai-retrain"])
+    sensor["spec"]["dependencies"][0]["eventSourceNmae"] = "cnai-github"
+    problems = hera_round_trip_problems(sensor)
+    assert any("eventSourceNmae" in p for p in problems)
+    source = copy.deepcopy(_docs()["EventSource/cnai-data"])
+    source["spec"]["webhook"]["data-updated"]["endpont"] = "/typo"
+    assert any("endpont" in p for p in hera_round_trip_problems(source))
+
+
+def test_contract_names_ports_and_secrets() -> None:
+    docs = _docs()
+    assert docs["EventBus/default"]["spec"]["jetstream"]
+    github = docs["EventSource/cnai-github"]["spec"]["github"]["push"]
+    assert github["events"] == ["push"]
+    assert github["webhook"]["endpoint"] == "/push" and github["webhook"]["port"] == "12000"
+    assert github["webhook"]["maxPayloadSize"] >= 25 * 1000 * 1000
+    assert github["webhookSecret"] == {"name": "cnai-github-webhook", "key": "secret"}
+    data = docs["EventSource/cnai-data"]["spec"]
+    hook = data["webhook"]["data-updated"]
+    assert (hook["endpoint"], hook["port"]) == ("/data-updated", "12001")
+    assert hook["authSecret"] == {"name": "cnai-data-webhook", "key": "token"}
+    assert "nightly" in data["calendar"]
+    sensor = docs["Sensor/cnai-retrain"]["spec"]
+    assert sensor["template"]["serviceAccountName"] == "cnai-events-sensor"
+    workflow = sensor["triggers"][0]["template"]["argoWorkflow"]
+    assert workflow["source"]["resource"]["spec"]["workflowTemplateRef"] == {"name": "cnai-retrain"}
+    names = [p["name"] for p in workflow["source"]["resource"]["spec"]["arguments"]["parameters"]]
+    assert names == ["git_sha", "git_branch", "repository", "trigger"]
+    assert sensor["triggers"][0]["rateLimit"] and sensor["triggers"][0]["retryStrategy"]
+    for doc in docs.values():
+        assert doc["metadata"].get("namespace") == "cnai"
+
+
+def test_string_filters_are_anchored() -> None:
+    """Argo matches string filters unanchored; each regex must anchor itself."""
+    sensor = _docs()["Sensor/cnai-retrain"]
+    for dependency in sensor["spec"]["dependencies"]:
+        for item in (dependency.get("filters") or {}).get("data") or []:
+            if item["type"] != "string":
+                continue
+            for value in item["value"]:
+                assert value.startswith("^") or value.startswith('[\\[,]\\s*"'), value
+
+
+def test_least_privilege_rbac_and_hardened_pods() -> None:
+    docs = _docs()
+    role = docs["Role/cnai-events-sensor"]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        assert set(rule["verbs"]) <= {"create", "get"}
+    binding = docs["RoleBinding/cnai-events-sensor"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cnai-events-sensor", "namespace": "cnai"}
+    ]
+    assert not any(d["kind"].startswith("Cluster") for d in docs.values())
+    for key in ("EventSource/cnai-github", "EventSource/cnai-data", "Sensor/cnai-retrain"):
+        template = docs[key]["spec"]["template"]
+        assert template["securityContext"]["runAsNonRoot"] is True
+        resources = template["container"]["resources"]
+        assert resources["requests"] and resources["limits"]
+    jetstream = docs["EventBus/default"]["spec"]["jetstream"]
+    assert jetstream["securityContext"]["runAsNonRoot"] is True
+    assert jetstream["containerTemplate"]["resources"]["limits"]
+
+
+def test_no_secret_values_in_yaml() -> None:
+    """Secrets are referenced by name and key, never embedded."""
+    assert not any(d["kind"] == "Secret" for d in _docs().values())
+    text = "\n".join((EVENTS / f).read_text() for f in FILES)
+    assert not re.search(r"^\s*stringData:", text, re.MULTILINE)
+
+
+def _variant(tmp_path: Path, edit: Any) -> Path:
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for name in FILES:
+        docs = list(yaml.safe_load_all((EVENTS / name).read_text()))
+        for doc in docs:
+            if doc["kind"] == "Sensor":
+                edit(doc)
+        (folder / name).write_text(yaml.safe_dump_all(docs))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["spec"]["dependencies"][0]["filters"].update(script="return true"), "script"),
+        (
+            lambda d: d["spec"]["dependencies"][0]["filters"]["exprs"][0].update(
+                expr="after == '1' ? true : false"
+            ),
+            "unsupported construct",
+        ),
+        (
+            lambda d: d["spec"]["triggers"][0]["template"].update(
+                conditions="github-push && data-updated"
+            ),
+            "conditions",
+        ),
+        (
+            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(path="body.re*"),
+            "wildcard",
+        ),
+        (
+            lambda d: d["spec"]["triggers"][0]["template"]["argoWorkflow"]["parameters"][1][
+                "src"
+            ].update(dataTemplate="{{ upper .Input.body.ref }}"),
+            "dataTemplate",
+        ),
+        (
+            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(value=["(["]),
+            "bad regex",
+        ),
+    ],
+)
+def test_gateway_refuses_what_it_cannot_honour_at_start_up(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        load_spec(_variant(tmp_path, edit))
