@@ -59,7 +59,8 @@ class TorchClassifier(_classifier_base()):  # type: ignore[misc]
             logits = self.module(x.reshape(-1, *self.feature_shape))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints here on purpose: MLflow inspects them and warns on ones it can't use.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """One class label per row."""
         index = self.predict_proba(model_input).argmax(axis=1)
         return np.asarray(self.classes)[index]

@@ -96,3 +96,103 @@ def ray_address() -> Iterator[str]:
         )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@dataclass
+class MlflowServer:
+    """A real ``mlflow server`` process on 127.0.0.1 (SQLite backend, local artifacts)."""
+
+    uri: str
+    """``http://127.0.0.1:<port>``."""
+    root: Path
+    """Folder holding its database, artifacts and log."""
+    process: subprocess.Popen[bytes]
+    """The server process (leader of its own process group)."""
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        """Block until ``/health`` answers; fail the test with the log tail if it dies."""
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if requests.get(f"{self.uri}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+        pytest.fail(f"mlflow server at {self.uri} did not become healthy:\n{log}")
+
+    def stop(self) -> None:
+        """Terminate the server and its workers (its process group)."""
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mlflow_server(root: Path) -> MlflowServer:
+    """Start ``mlflow server`` (1 worker, no job runner) under ``root``; does not wait."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "MLFLOW_"))}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    with (root / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--default-artifact-root",
+                "mlflow-artifacts:/",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return MlflowServer(f"http://127.0.0.1:{port}", root, process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """The session's ``mlflow server``, started but maybe not ready yet (request early
+    to overlap its start-up with other work; use ``mlflow_server`` to get a ready one)."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_boot: MlflowServer) -> MlflowServer:
+    """One real ``mlflow server`` on 127.0.0.1 for the session, healthy."""
+    mlflow_server_boot.wait_healthy()
+    return mlflow_server_boot

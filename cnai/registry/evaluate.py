@@ -1,0 +1,80 @@
+"""Scoring a logged model on the held-out test split of an Iceberg snapshot.
+
+The rows come from :func:`cnai.training.data.read_split` (the same stable-hash split
+the train step used), so the candidate and the champion are judged on exactly the
+rows the candidate never saw while training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnai.config import Settings
+from cnai.errors import CnaiError
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The held-out rows of one snapshot."""
+
+    table: str
+    """Iceberg table ``NS.NAME``."""
+    snapshot_id: int
+    """Snapshot the rows were read at."""
+    features: np.ndarray
+    """float32 (n, d) in the dataset's feature order."""
+    labels: np.ndarray
+    """int64 (n,) indices into ``DatasetSpec.classes``."""
+
+    @property
+    def rows(self) -> int:
+        """Number of test rows."""
+        return len(self.labels)
+
+
+def read_test_split(settings: Settings, table: str, snapshot_id: int) -> TestSplit:
+    """The test split of ``table`` at ``snapshot_id``; CnaiError when it is empty."""
+    from cnai.training.data import read_split
+
+    features, labels = read_split(settings, "test", snapshot_id, table)
+    if len(labels) == 0:
+        raise CnaiError(f"table {table}: snapshot {snapshot_id} has no test rows to evaluate on")
+    return TestSplit(table, snapshot_id, features, labels)
+
+
+def score(model: Any, split: TestSplit, settings: Settings) -> dict[str, float]:
+    """Metrics of a loaded pyfunc model on ``split``.
+
+    ``test_accuracy`` always; ``test_log_loss`` when the model exposes
+    ``predict_proba`` (cnai's :class:`cnai.model_io.TorchClassifier` does).
+    """
+    import pandas as pd
+
+    spec = settings.with_table(split.table).dataset
+    frame = pd.DataFrame(split.features.astype(np.float64), columns=list(spec.features))
+    predicted = np.asarray(model.predict(frame))
+    truth = np.asarray(spec.classes)[split.labels]
+    if predicted.shape[0] != split.rows:
+        raise CnaiError(
+            f"model returned {predicted.shape[0]} predictions for {split.rows} test rows"
+        )
+    metrics = {
+        "test_accuracy": float(np.mean(predicted.astype(truth.dtype) == truth)),
+        "test_rows": float(split.rows),
+    }
+    inner = _unwrap(model)
+    if inner is not None and hasattr(inner, "predict_proba"):
+        proba = np.asarray(inner.predict_proba(frame), dtype=np.float64)
+        picked = proba[np.arange(split.rows), split.labels]
+        metrics["test_log_loss"] = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+    return metrics
+
+
+def _unwrap(model: Any) -> Any:
+    try:
+        return model.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a PythonModel flavour: no probabilities
+        return None
