@@ -1,0 +1,160 @@
+"""Training data path: Iceberg snapshot -> per-worker tensors vs a raw Parquet read.
+
+Builds a synthetic digits-shaped Iceberg table (``--rows`` rows in ``--files``
+data files, registered with PyIceberg's ``add_files``), then measures in the same run:
+
+- baseline: ``pyarrow.parquet.read_table`` of the same data files (Arrow only);
+- ours, 1 worker: :func:`cnai.training.data.plan_partitions` +
+  :func:`cnai.training.data.load_partition` - catalog look-up at the snapshot,
+  streamed batches, split assignment by row-key hash, float32/int64 arrays ready
+  for ``torch.from_numpy``;
+- ours, 2 workers: two processes each loading its own partition at the same time
+  (after their imports, started together); throughput = rows / slowest worker.
+
+The last line is the JSON summary: ratio = ours (1 worker) rows/s over baseline
+rows/s (higher is better; target >= 0.7), plus the 1 -> 2 worker scaling.
+
+    python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def build_table(home: Path, rows: int, files: int) -> list[str]:
+    """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files."""
+    from cnai.catalog import arrow_schema, ensure_table, open_catalog
+    from cnai.config import load_settings
+
+    settings = load_settings(home, environ={})
+    table = ensure_table(open_catalog(settings), settings.dataset)
+    schema = arrow_schema(settings.dataset)
+    rng = np.random.default_rng(0)
+    folder = home / "data"
+    folder.mkdir()
+    per_file = rows // files
+    paths = []
+    for index in range(files):
+        n = per_file if index < files - 1 else rows - per_file * (files - 1)
+        columns = [rng.integers(0, 17, n).astype(np.float64) for _ in range(64)]
+        columns.append(rng.integers(0, 10, n).astype(np.int64))
+        path = folder / f"part-{index:03d}.parquet"
+        pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)
+        paths.append(path.as_uri())
+    with table.transaction() as tx:
+        tx.add_files(paths, check_duplicate_files=False)
+    return [p[len("file://") :] for p in paths]
+
+
+def time_baseline(paths: list[str]) -> float:
+    """Seconds to read every data file with pyarrow.parquet.read_table."""
+    start = time.perf_counter()
+    rows = sum(pq.read_table(p).num_rows for p in paths)
+    seconds = time.perf_counter() - start
+    assert rows > 0
+    return seconds
+
+
+def time_ours(home: Path, world_size: int, rank: int) -> tuple[float, int]:
+    """Seconds and rows for rank ``rank`` of ``world_size`` to load its partition."""
+    from cnai.config import load_settings
+    from cnai.training.data import load_partition, plan_partitions
+
+    settings = load_settings(home, environ={})
+    start = time.perf_counter()
+    plan = plan_partitions(settings, world_size)
+    data = load_partition(settings, plan, rank)
+    seconds = time.perf_counter() - start
+    rows = sum(data.rows(s) for s in ("train", "validation", "test"))
+    return seconds, rows
+
+
+def _worker(home: str, rank: int, barrier: Any, out: Any) -> None:
+    import torch  # noqa: F401 - import cost is outside the timed region, as in a worker
+
+    time_ours(Path(home), 2, rank)  # warm imports and the page cache
+    barrier.wait()
+    out.put(time_ours(Path(home), 2, rank))
+
+
+def time_two_workers(home: Path) -> tuple[float, int]:
+    """Wall seconds until both of 2 concurrent workers hold their partitions."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(str(home), r, barrier, out)) for r in range(2)]
+    for proc in procs:
+        proc.start()
+    results = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return max(s for s, _ in results), sum(r for _, r in results)
+
+
+def main() -> None:
+    """Build the table, run every side and print the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        paths = build_table(home, args.rows, args.files)
+        time_ours(home, 1, 0)  # warm imports and the page cache for every side
+        time_baseline(paths)
+        baseline, ours = [], []
+        for _ in range(args.repeats):
+            baseline.append(time_baseline(paths))
+            seconds, rows = time_ours(home, 1, 0)
+            assert rows == args.rows
+            ours.append(seconds)
+        two, two_rows = time_two_workers(home)
+        assert two_rows == args.rows
+        assert sorted(glob.glob(f"{home}/data/*.parquet")) == sorted(paths)
+
+    base_rps = args.rows / statistics.median(baseline)
+    ours_rps = args.rows / statistics.median(ours)
+    two_rps = args.rows / two
+    print(f"baseline read_table: {base_rps:,.0f} rows/s")
+    print(f"ours, 1 worker:      {ours_rps:,.0f} rows/s")
+    print(f"ours, 2 workers:     {two_rps:,.0f} rows/s (both partitions loaded)")
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_data_path",
+                "ratio": round(ours_rps / base_rps, 3),
+                "higher_is_better": True,
+                "ours": round(ours_rps),
+                "baseline": round(base_rps),
+                "unit": "rows/s",
+                "two_workers_rows_per_s": round(two_rps),
+                "scaling_1_to_2_workers": round(two_rps / ours_rps, 3),
+                "rows": args.rows,
+                "files": args.files,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
