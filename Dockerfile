@@ -1,0 +1,32 @@
+# The pipeline image every cnai-retrain template runs (runner scripts and RayJob pods).
+# Build:  docker build -t ghcr.io/cnai-dev/cnai-pipeline:0.1.0 .
+# Push:   docker push ghcr.io/cnai-dev/cnai-pipeline:0.1.0
+# It was not built on the development machines (no Docker engine there).
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/cnai
+
+# libgomp: PyTorch CPU kernels; git: provenance tags when the code is a checkout.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 git \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 1000 cnai \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/cnai cnai
+
+WORKDIR /app
+COPY constraints.txt pyproject.toml README.md ./
+COPY cnai cnai
+COPY steps steps
+COPY pipelines pipelines
+# Every dependency at the version pinned in constraints.txt (torch: the CPU build).
+RUN pip install "pip==26.3" \
+    && pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu . \
+    && python -c "import cnai, steps, pipelines, hera, ray, torch"
+
+USER 1000:1000
+# Argo runs `python -m hera.workflows.runner ...`; KubeRay runs the RayJob entrypoint.
+CMD ["python", "-m", "cnai", "--help"]

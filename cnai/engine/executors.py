@@ -1,0 +1,285 @@
+"""How one attempt of a leaf template runs on this machine.
+
+- ``script``/``container``: the template's command and args (plus, for a script,
+  the path of its evaluated ``source``, as Argo's executor appends it) run as a
+  process in a per-task sandbox folder. ``python -m ...`` commands fork from the
+  warm zygote when one is available; anything else is a plain subprocess.
+  Container paths under ``/tmp`` (output files, Hera's ``hera__outputs_directory``)
+  are re-rooted into the sandbox, which plays the container's filesystem.
+- ``resource``: a KubeRay ``RayJob`` create; its ``spec.entrypoint`` runs as a
+  process against the run's one local Ray runtime, and the RayJob status the
+  operator would report (``jobStatus``/``jobDeploymentStatus``) is derived from
+  the exit, then the template's success/failure conditions are evaluated on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from cnai.engine.expr import condition_matches, json_path, substitute, substitute_all
+from cnai.engine.spec import check_resource, rayjob_head_env
+from cnai.engine.zygote import Zygote
+from cnai.errors import CnaiError, UsageError
+
+CONTAINER_TMP = "/tmp/"
+MAX_RESULT_BYTES = 256 * 1024
+PYTHON_NAMES = ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+@dataclass
+class Attempt:
+    """The outcome of one attempt: a node phase, its outputs and a message."""
+
+    phase: str
+    message: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class _Process(Protocol):
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+
+@dataclass
+class TaskContext:
+    """What an executor needs for one attempt of one node."""
+
+    node_id: str
+    template: dict[str, Any]
+    scope: dict[str, str]
+    sandbox: Path
+    log: Path
+    env: dict[str, str]
+    deadline: float | None
+    """Absolute time (time.time()) the attempt must end by, or None."""
+    cancelled: threading.Event
+    ray_env: Callable[[], dict[str, str]]
+    """RAY_ADDRESS (and Ray auth settings) of the run's Ray runtime, started on first call."""
+    on_start: Callable[[int], None] = lambda pid: None
+    """Told the pid (= process group) of the task process once it started."""
+
+
+def _reroot(path: str, sandbox: Path) -> Path:
+    """A container path as a path inside the task's sandbox."""
+    return sandbox / path.lstrip("/")
+
+
+def _wait(proc: _Process, ctx: TaskContext) -> tuple[int | None, str]:
+    """Wait for ``proc``; kill its process group on deadline or cancellation."""
+    while True:
+        code = proc.poll()
+        if code is not None:
+            return code, ""
+        reason = ""
+        if ctx.cancelled.is_set():
+            reason = "cancelled: the run stopped"
+        elif ctx.deadline is not None and time.time() > ctx.deadline:
+            reason = "Pod was active on the node longer than the specified deadline"
+        if reason:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            deadline = time.time() + 10
+            while proc.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            return None, reason
+        time.sleep(0.05)
+
+
+def _python(argv: list[str]) -> list[str]:
+    """Run the image's ``python`` as this interpreter (same installed packages)."""
+    if argv and argv[0] in PYTHON_NAMES:
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+class ProcessExecutor:
+    """Runs script and container templates."""
+
+    def __init__(self, zygote: Zygote | None) -> None:
+        self.zygote = zygote
+
+    def run(self, ctx: TaskContext) -> Attempt:
+        """One attempt of a script/container template."""
+        tmpl = ctx.template
+        kind = "script" if "script" in tmpl else "container"
+        process = tmpl[kind]
+        where = f"template {tmpl['name']}"
+        command = [substitute(str(c), ctx.scope, where) for c in process.get("command") or []]
+        args = [substitute(str(a), ctx.scope, where) for a in process.get("args") or []]
+        if not command:
+            return Attempt("Error", f"{where}: no command (an image default is unknown locally)")
+        ctx.sandbox.mkdir(parents=True, exist_ok=True)
+        if kind == "script":
+            script = _reroot("/argo/staging/script", ctx.sandbox)
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(substitute(str(process.get("source", "")), ctx.scope, where))
+            args = [*args, str(script)]
+        env = dict(ctx.env)
+        for item in process.get("env") or []:
+            value = substitute(str(item.get("value", "")), ctx.scope, where)
+            if value.startswith(CONTAINER_TMP):
+                value = str(_reroot(value, ctx.sandbox))
+            env[str(item["name"])] = value
+        for output in (tmpl.get("outputs") or {}).get("parameters") or []:
+            path = (output.get("valueFrom") or {}).get("path")
+            if path:
+                _reroot(path, ctx.sandbox).parent.mkdir(parents=True, exist_ok=True)
+        stdout = ctx.sandbox / "stdout"
+        stdout.unlink(missing_ok=True)
+        proc: _Process
+        try:
+            if (
+                self.zygote is not None
+                and self.zygote.alive
+                and command[0] in PYTHON_NAMES
+                and len(command) == 1
+                and args[:1] == ["-m"]
+            ):
+                proc = self.zygote.spawn(args, env, ctx.sandbox, stdout, ctx.log)
+            else:
+                with open(stdout, "ab") as out, open(ctx.log, "ab") as err:
+                    proc = subprocess.Popen(
+                        _python(command) + args,
+                        cwd=ctx.sandbox,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,
+                    )
+        except OSError as exc:
+            return Attempt("Error", f"cannot start {command[0]}: {exc}")
+        ctx.on_start(proc.pid)
+        code, reason = _wait(proc, ctx)
+        result = stdout.read_bytes()[:MAX_RESULT_BYTES].decode(errors="replace")
+        with contextlib.suppress(OSError), open(ctx.log, "a") as log:
+            log.write(result)
+        if code is None:
+            return Attempt("Failed", reason)
+        if code != 0:
+            return Attempt("Failed", f"Error (exit code {code})")
+        return _collect_outputs(tmpl, ctx, result.rstrip("\n"))
+
+
+def _collect_outputs(tmpl: dict[str, Any], ctx: TaskContext, result: str | None) -> Attempt:
+    parameters: dict[str, str] = {}
+    for output in (tmpl.get("outputs") or {}).get("parameters") or []:
+        source = output.get("valueFrom") or {}
+        path = source.get("path")
+        if path:
+            try:
+                parameters[output["name"]] = _reroot(path, ctx.sandbox).read_text()
+            except OSError:
+                if "default" in source:
+                    parameters[output["name"]] = str(source["default"])
+                else:
+                    return Attempt(
+                        "Error", f"output parameter {output['name']}: open {path}: no such file"
+                    )
+    outputs: dict[str, Any] = {"parameters": parameters}
+    if result is not None:
+        outputs["result"] = result
+    return Attempt("Succeeded", "", outputs)
+
+
+class ResourceExecutor:
+    """Runs ``resource`` templates that create a KubeRay RayJob."""
+
+    def run(self, ctx: TaskContext) -> Attempt:
+        """One attempt: run the RayJob's entrypoint, then apply the conditions."""
+        tmpl = ctx.template
+        resource = tmpl["resource"]
+        where = f"template {tmpl['name']}"
+        text = substitute(str(resource.get("manifest", "")), ctx.scope, f"{where}.manifest")
+        problems = check_resource({**resource, "manifest": text}, where)
+        if problems:
+            return Attempt("Error", "; ".join(problems))
+        manifest: dict[str, Any] = yaml.safe_load(text)
+        spec = manifest.get("spec") or {}
+        try:
+            argv = _python(shlex.split(str(spec["entrypoint"])))
+        except ValueError as exc:
+            return Attempt("Error", f"{where}: entrypoint does not parse: {exc}")
+        deadline = ctx.deadline
+        if spec.get("activeDeadlineSeconds"):
+            job_deadline = time.time() + float(spec["activeDeadlineSeconds"])
+            deadline = job_deadline if deadline is None else min(deadline, job_deadline)
+        ctx.sandbox.mkdir(parents=True, exist_ok=True)
+        try:
+            ray_env = ctx.ray_env()
+        except CnaiError as exc:
+            return Attempt("Error", f"cannot start the local Ray runtime: {exc}")
+        env = {
+            **ctx.env,
+            **rayjob_head_env(manifest),
+            **ray_env,
+            "CNAI_ENGINE_PID": str(os.getpid()),
+        }
+        job_id = f"local-{uuid.uuid4().hex[:12]}"
+        try:
+            with open(ctx.log, "ab") as log:
+                log.write(f"RayJob {job_id}: {shlex.join(argv)}\n".encode())
+                log.flush()
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=ctx.sandbox,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            return Attempt("Error", f"cannot start {argv[0]}: {exc}")
+        ctx.on_start(proc.pid)
+        wait_ctx = TaskContext(**{**ctx.__dict__, "deadline": deadline})
+        code, reason = _wait(proc, wait_ctx)
+        if code == 0:
+            status = {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+        else:
+            status = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}
+            if reason:
+                status["reason"] = "DeadlineExceeded"
+        status.update({"jobId": job_id, "message": reason or f"entrypoint exit code {code}"})
+        obj = {**manifest, "status": status}
+        failure, success = resource.get("failureCondition"), resource.get("successCondition")
+        if failure and condition_matches(failure, obj, f"{where}.failureCondition"):
+            return Attempt("Failed", f"failure condition {failure!r} matched ({status['message']})")
+        if success and not condition_matches(success, obj, f"{where}.successCondition"):
+            return Attempt(
+                "Failed", f"the job ended without meeting {success!r} ({status['message']})"
+            )
+        if not success and code != 0:
+            return Attempt("Failed", status["message"])
+        parameters: dict[str, str] = {}
+        for output in (tmpl.get("outputs") or {}).get("parameters") or []:
+            source = output.get("valueFrom") or {}
+            if "jsonPath" not in source:
+                return Attempt("Error", f"output {output['name']}: resource outputs need jsonPath")
+            try:
+                parameters[output["name"]] = json_path(obj, source["jsonPath"], where)
+            except UsageError as exc:
+                if "default" not in source:
+                    return Attempt("Error", str(exc))
+                parameters[output["name"]] = str(source["default"])
+        return Attempt("Succeeded", "", {"parameters": parameters})
+
+
+def evaluate_args(values: dict[str, Any], scope: dict[str, str], where: str) -> dict[str, Any]:
+    """Substitute references in a mapping of argument values."""
+    return dict(substitute_all(values, scope, where))
