@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench chart clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## run: set up, then run the main job locally (the retrain pipeline on the default data)
 run: $(STAMP)
-	$(BIN)/cnai ingest
+	$(BIN)/cnai run
 
 ## test: set up, then lint, type-check and run the whole test suite
 test: $(STAMP) lint typecheck unit
@@ -33,6 +33,10 @@ unit: $(STAMP)
 ## bench: every benchmark, each printing its JSON summary as its last line
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+## chart: refresh the Helm chart's copies of `cnai compile` output and events/*.yaml
+chart: $(STAMP)
+	$(BIN)/python -m cnai.chart sync
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -40,8 +40,9 @@ import pyarrow.parquet as pq
 
 def build_table(home: Path, rows: int, files: int) -> list[str]:
     """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files."""
-    from cnai.catalog import arrow_schema, ensure_table, open_catalog
+    from cnai.catalog import arrow_schema, ensure_table, open_catalog, source_schema
     from cnai.config import load_settings
+    from cnai.splits import row_hashes
 
     settings = load_settings(home, environ={})
     table = ensure_table(open_catalog(settings), settings.dataset)
@@ -55,8 +56,10 @@ def build_table(home: Path, rows: int, files: int) -> list[str]:
         n = per_file if index < files - 1 else rows - per_file * (files - 1)
         columns = [rng.integers(0, 17, n).astype(np.float64) for _ in range(64)]
         columns.append(rng.integers(0, 10, n).astype(np.int64))
+        source = pa.Table.from_arrays(columns, schema=source_schema(settings.dataset))
+        hashes = pa.array(row_hashes(source, settings.dataset).view(np.int64))  # as ingest does
         path = folder / f"part-{index:03d}.parquet"
-        pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)
+        pq.write_table(pa.Table.from_arrays([*columns, hashes], schema=schema), path)
         paths.append(path.as_uri())
     with table.transaction() as tx:
         tx.add_files(paths, check_duplicate_files=False)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from cnai.config import DatasetSpec, Settings, parse_table_identifier
+from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, parse_table_identifier
 from cnai.errors import CnaiError, UsageError
 
 if TYPE_CHECKING:
@@ -46,13 +46,18 @@ def arrow_type(iceberg_type: str) -> pa.DataType:
     return _ARROW_TYPES[iceberg_type]
 
 
-def arrow_schema(spec: DatasetSpec) -> pa.Schema:
-    """Arrow schema of the table's declared columns, in table order."""
+def source_schema(spec: DatasetSpec) -> pa.Schema:
+    """Arrow schema of the columns a source provides (features, label, key columns)."""
     fields = [pa.field(name, arrow_type(spec.feature_type)) for name in spec.features]
     fields.append(pa.field(spec.label, arrow_type(spec.label_type)))
-    for key in spec.columns[len(spec.features) + 1 :]:
+    for key in spec.source_columns[len(spec.features) + 1 :]:
         fields.append(pa.field(key, pa.string()))
     return pa.schema(fields)
+
+
+def arrow_schema(spec: DatasetSpec) -> pa.Schema:
+    """Arrow schema of the table: the source columns, then the row-hash column."""
+    return source_schema(spec).append(pa.field(ROW_HASH_COLUMN, pa.int64()))
 
 
 def iceberg_schema(spec: DatasetSpec) -> Schema:
@@ -82,6 +87,8 @@ def iceberg_schema(spec: DatasetSpec) -> Schema:
             kind = spec.feature_type
         elif field.name == spec.label:
             kind = spec.label_type
+        elif field.name == ROW_HASH_COLUMN:
+            kind = "long"
         else:
             kind = "string"
         fields.append(

@@ -37,6 +37,10 @@ DEFAULT_CATALOG_NAME = "cnai"
 DEFAULT_MODEL_FACTORY = "steps.models:digits_cnn"
 DIGITS_FEATURES = tuple(f"pixel_{i}" for i in range(64))
 
+ROW_HASH_COLUMN = "_cnai_row_hash"
+"""Column cnai adds to every table it creates: the stable hash of the row key (long),
+computed at ingest so readers assign train/val/test splits without re-hashing."""
+
 # Iceberg primitive type names a dataset may declare.
 FEATURE_TYPES = ("double", "float", "long", "int")
 LABEL_TYPES = ("long", "int", "string")
@@ -66,10 +70,15 @@ class DatasetSpec:
     """Train, validation and test shares of the rows (by a stable hash of the row key)."""
 
     @property
-    def columns(self) -> tuple[str, ...]:
-        """Every declared column: features then label (then key columns not among them)."""
+    def source_columns(self) -> tuple[str, ...]:
+        """Columns a source file must have: features, label, then key columns not among them."""
         extra = tuple(k for k in self.key if k not in self.features and k != self.label)
         return (*self.features, self.label, *extra)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column of the table: the source columns, then the row-hash column."""
+        return (*self.source_columns, ROW_HASH_COLUMN)
 
 
 @dataclass(frozen=True)

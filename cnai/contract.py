@@ -11,10 +11,11 @@ Rules, each reported as ``<file>: column <c>: <problem> (rule: <rule>)``:
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cnai.catalog import arrow_schema
+from cnai.catalog import arrow_schema, source_schema
 from cnai.config import DatasetSpec
 from cnai.errors import UsageError
 
@@ -55,7 +56,7 @@ def safely_castable(source: pa.DataType, target: pa.DataType) -> bool:
 
 def check_schema(uri: str, schema: pa.Schema, spec: DatasetSpec) -> None:
     """Required columns present with safely castable types."""
-    for field in arrow_schema(spec):
+    for field in source_schema(spec):
         index = schema.get_field_index(field.name)
         if index < 0:
             raise _violation(uri, field.name, "missing", "required columns present")
@@ -74,8 +75,10 @@ def check_schema(uri: str, schema: pa.Schema, spec: DatasetSpec) -> None:
 def check_batch(
     uri: str, batch: pa.RecordBatch, spec: DatasetSpec, row_offset: int = 0
 ) -> pa.RecordBatch:
-    """Validate one batch and return it cast to the table's Arrow schema."""
-    target = arrow_schema(spec)
+    """Validate one batch and return it cast to the table's Arrow schema (row hash added)."""
+    from cnai.splits import row_hashes
+
+    target = source_schema(spec)
     columns = []
     for field in target:
         column = batch.column(batch.schema.get_field_index(field.name))
@@ -85,7 +88,8 @@ def check_batch(
         columns.append(column.cast(field.type, safe=True))
     out = pa.RecordBatch.from_arrays(columns, schema=target)
     _check_classes(uri, out.column(target.get_field_index(spec.label)), spec, row_offset)
-    return out
+    hashes = pa.array(row_hashes(out, spec).view(np.int64), type=pa.int64())
+    return pa.RecordBatch.from_arrays([*columns, hashes], schema=arrow_schema(spec))
 
 
 def _first_row(mask: pa.Array, row_offset: int) -> int:

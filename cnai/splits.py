@@ -14,12 +14,12 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
-from cnai.config import DatasetSpec
+from cnai.config import ROW_HASH_COLUMN, DatasetSpec
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "validation", "test")
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SEED = np.uint64(0x243F6A8885A308D3)
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -29,13 +29,21 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
+def _multiplier(index: int) -> np.uint64:
+    """A fixed odd 64-bit multiplier per key column position."""
+    value = _mix(np.array([index + 1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[0]
+    return np.uint64(value | np.uint64(1))
+
+
 def _column_bits(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64 stable bits per value of one column."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = column.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
-        return values.view(np.uint64)
+        values = column.to_numpy(zero_copy_only=False)
+        if values.dtype != np.float64:
+            values = values.astype(np.float64)
+        return (values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
     # Strings and anything else: a real hash of the text form (keys are usually short).
     out = np.empty(len(column), dtype=np.uint64)
     for i, value in enumerate(column.to_pylist()):
@@ -45,19 +53,46 @@ def _column_bits(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def row_hashes(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
-    """A uint64 hash per row of the row key (key columns, else features + label)."""
+    """A uint64 hash per row of the row key (key columns, else features + label).
+
+    Each column's bits are pre-mixed (xorshift), multiplied by a per-position odd
+    constant and summed; the sum goes through the splitmix64 finaliser. Four
+    vectorised passes per column keep this cheap enough to run at ingest.
+    """
     names = list(spec.key) if spec.key else [*spec.features, spec.label]
-    h = np.full(batch.num_rows, np.uint64(0x243F6A8885A308D3), dtype=np.uint64)
+    h = np.full(batch.num_rows, _SEED, dtype=np.uint64)
+    scratch = np.empty(batch.num_rows, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for index, name in enumerate(names):
             bits = _column_bits(batch.column(name))
-            h = _mix(h ^ (bits + _GOLDEN * np.uint64(index + 1)))
-    return h
+            np.right_shift(bits, np.uint64(29), out=scratch)
+            np.bitwise_xor(scratch, bits, out=scratch)
+            np.multiply(scratch, _multiplier(index), out=scratch)
+            np.add(h, scratch, out=h)
+        return _mix(h)
+
+
+def stored_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
+    """The row hashes ingest stored with the rows, when every row has one."""
+    if ROW_HASH_COLUMN not in batch.schema.names:
+        return None
+    column = batch.column(ROW_HASH_COLUMN)
+    if column.null_count:
+        return None
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False).view(np.uint64)
 
 
 def assign_splits(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
-    """Split code per row: TRAIN (0), VALIDATION (1) or TEST (2)."""
-    unit = (row_hashes(batch, spec) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    """Split code per row: TRAIN (0), VALIDATION (1) or TEST (2).
+
+    Uses the hash column ingest stored when present, else hashes the key columns.
+    """
+    hashes = stored_hashes(batch)
+    if hashes is None:
+        hashes = row_hashes(batch, spec)
+    unit = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     train, val, _ = spec.split_fractions
     codes = np.full(batch.num_rows, TEST, dtype=np.int8)
     codes[unit < train + val] = VALIDATION

@@ -34,6 +34,7 @@ from cnai.catalog import (
     ingested_fingerprints,
     lineage,
     open_catalog,
+    source_schema,
     total_rows,
 )
 from cnai.config import DatasetSpec, Settings, load_settings
@@ -149,7 +150,7 @@ def _stage(
 ) -> _Staged:
     """Validate ``file`` while streaming it into a new data file under the table."""
     target = arrow_schema(spec)
-    declared = {f.name: f.type for f in target}
+    declared = {f.name: f.type for f in source_schema(spec)}
     check_schema(file.uri, read_schema(file, declared), spec)
     path = f"{table.location().rstrip('/')}/data/cnai-{uuid.uuid4().hex}.parquet"
     staged = _Staged(file, fingerprint, path, 0)
