@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from cnai.config import DatasetSpec
 
@@ -59,8 +60,11 @@ class TorchClassifier(_classifier_base()):  # type: ignore[misc]
             logits = self.module(x.reshape(-1, *self.feature_shape))
         return torch.softmax(logits, dim=1).numpy()
 
-    # No type hints here on purpose: MLflow inspects them and warns on ones it can't use.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # pd.DataFrame is a hint MLflow accepts without schema inference (the signature
+    # logged with the model does the validation); other hints make it warn.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         """One class label per row."""
         index = self.predict_proba(model_input).argmax(axis=1)
         return np.asarray(self.classes)[index]

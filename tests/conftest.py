@@ -41,7 +41,10 @@ def run_cli(
     timeout: float = 600,
 ) -> CliResult:
     """Run ``python -m cnai --home HOME ARGS`` as a real subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into os.environ; an earlier
+    # test's (stopped) server must not leak into this subprocess.
+    leaky = ("CNAI_", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(leaky)}
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "cnai", "--home", str(home), *args],
@@ -52,6 +55,19 @@ def run_cli(
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_env() -> Iterator[None]:
+    """Undo the MLFLOW_* variables mlflow.set_tracking_uri() exports during a test."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
