@@ -59,18 +59,36 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every command module in cnai.cli.commands registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with every command module in cnai.cli.commands registered.
+
+    ``only`` registers just that command's module (each module is named after its
+    command), so running one command does not import every other command's module.
+    """
     common = _Parser(add_help=False)
     _add_global_options(common)
     parser = _Parser(prog="cnai", description="git push -> retrain -> tune -> register")
     parser.add_argument("--version", action="version", version=f"cnai {__version__}")
     _add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    for name in [only] if only in names else names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         module.register(subparsers, common)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command name in ``argv`` (the first positional after global options), if any."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--home")
+    probe.add_argument("--json", action="store_true")
+    probe.add_argument("command", nargs="?")
+    try:
+        known, _ = probe.parse_known_args(list(argv))
+    except SystemExit:
+        return None
+    return str(known.command) if known.command else None
 
 
 def _add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in args_list
     try:
-        parser = build_parser()
+        parser = build_parser(_command_in(args_list))
         args = parser.parse_args(args_list)
         if not getattr(args, "command", None):
             parser.print_help(sys.stderr)

@@ -234,7 +234,7 @@ class Zygote:
             if self.proc.stdin:
                 self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=2)
+            self.proc.wait(timeout=0.2)  # tasks are done: only a preload import can be running
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
