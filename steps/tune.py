@@ -91,6 +91,7 @@ def tune(
 
     from cnai.catalog import data_version, load_table, snapshot_at
     from cnai.tracking import configure, ensure_experiment
+    from cnai.training.group import ensure_ray
     from cnai.tuning.mlflow_log import (
         TUNE_EXPERIMENT,
         MlflowTrialLogger,
@@ -104,7 +105,6 @@ def tune(
         FAILED,
         KILLED,
         SUCCEEDED,
-        ensure_ray,
         run_experiment,
     )
 

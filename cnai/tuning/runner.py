@@ -288,25 +288,6 @@ def _error_line(trial: Trial) -> str:
     return lines[-1] if lines else "trial failed"
 
 
-def ensure_ray(settings: Settings) -> bool:
-    """Connect to Ray: reuse this process's, else ``settings.ray_address``, else start one.
-
-    Returns True when this call started (or connected) Ray and should shut it down.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    return True
-
-
 def free_cpus() -> int:
     """Whole CPUs Ray can give to trials right now."""
     import ray
@@ -328,7 +309,8 @@ def run_experiment(
     """Run every trial of ``experiment`` on the connected Ray cluster.
 
     ``trial_fn`` is ``module:function`` (or a picklable callable) with
-    ``run_trial``'s signature; Ray must already be initialised (:func:`ensure_ray`).
+    ``run_trial``'s signature; Ray must already be initialised
+    (:func:`cnai.training.group.ensure_ray`).
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
