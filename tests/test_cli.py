@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cnai.cli.main import main
 from tests.conftest import run_cli
 
@@ -30,3 +32,9 @@ def test_bad_config_section_names_the_key(tmp_home: Path) -> None:
     assert result.returncode == 2
     assert "catalgo" in result.stderr
     assert result.stdout == ""
+
+
+def test_missing_option_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--home" in lines[0]

@@ -80,14 +80,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def _command_in(argv: Sequence[str]) -> str | None:
     """The command name in ``argv`` (the first positional after global options), if any."""
-    probe = argparse.ArgumentParser(add_help=False)
+    probe = _Parser(add_help=False)  # reports errors by raising, never by printing
     probe.add_argument("--home")
     probe.add_argument("--json", action="store_true")
     probe.add_argument("command", nargs="?")
     try:
         known, _ = probe.parse_known_args(list(argv))
-    except SystemExit:
-        return None
+    except UsageError:
+        return None  # the full parser reports the problem
     return str(known.command) if known.command else None
 
 
