@@ -79,7 +79,7 @@ def test_appending_data_never_moves_rows_between_splits(tmp_home: Path) -> None:
     assert max(train_rows) - min(train_rows) < 0.1 * sum(train_rows)
     union: set[bytes] = set()
     for part in parts:
-        keys = _row_keys(part.features["test"], part.labels["test"])
+        keys = _row_keys(*part.split("test"))
         assert not keys & union
         union |= keys
     assert union == after["test"]
@@ -171,3 +171,51 @@ def test_checkpoints_roundtrip_and_keep_the_newest(tmp_path: Path) -> None:
     assert torch.equal(state["weights"], torch.full((2,), 3.0))
     files = sorted(p.name for p in (tmp_path / "ckpt" / "run1").iterdir())
     assert files == [f"epoch-{e:04d}.pt" for e in range(4 - KEEP, 4)]
+
+
+def test_partitions_match_read_split_on_both_read_paths(tmp_home: Path) -> None:
+    """Direct Parquet reads, PyIceberg's projected reads and short pieces agree."""
+    from dataclasses import replace
+
+    from pyiceberg.types import StringType
+
+    from cnai.training.data import DataPlan
+
+    settings = _settings(tmp_home)
+    landing = tmp_home / "in"
+    landing.mkdir()
+    _digits_file(landing / "a.parquet", slice(0, 700))
+    ingest(str(landing), settings=settings, progress=Progress(quiet=True))
+    _digits_file(landing / "b.parquet", slice(700, 1300))
+    ingest(str(landing), settings=settings, progress=Progress(quiet=True))
+
+    plan = plan_partitions(settings, 2)
+    assert all(piece.direct for part in plan.partitions for piece in part)
+    direct = [load_partition(settings, plan, rank) for rank in range(2)]
+    for name in ("train", "validation", "test"):
+        from_parts = [key for part in direct for key in _row_keys(*part.split(name))]
+        assert len(from_parts) == len(set(from_parts))
+        assert set(from_parts) == _row_keys(*read_split(settings, name))
+    for part in direct:
+        assert part.features.dtype == np.float32 and part.features.flags.c_contiguous
+        assert sum(part.rows(s) for s in ("train", "validation", "test")) == len(part.labels)
+
+    # An evolved schema sends every file through PyIceberg's projection: same rows.
+    with load_table(settings).update_schema() as update:
+        update.add_column("note", StringType())
+    evolved = plan_partitions(settings, 2, plan.snapshot_id)
+    assert not any(piece.direct for part in evolved.partitions for piece in part)
+    projected = [load_partition(settings, evolved, rank) for rank in range(2)]
+    for a, b in zip(direct, projected, strict=True):
+        assert np.array_equal(a.features, b.features) and np.array_equal(a.labels, b.labels)
+        assert all(np.array_equal(a.index[s], b.index[s]) for s in a.index)
+
+    # A piece that yields fewer rows than planned (as row-level deletes do) leaves no gap.
+    whole = plan_partitions(settings, 1, plan.snapshot_id)
+    first, *rest = whole.partitions[0]
+    padded = replace(first, stop=first.stop + 50)  # 50 rows past the end of its file
+    short = DataPlan(whole.table, whole.snapshot_id, ((padded, *rest),), whole.total_rows)
+    expected, compacted = load_partition(settings, whole, 0), load_partition(settings, short, 0)
+    assert len(compacted.labels) == 1300
+    assert np.array_equal(compacted.features, expected.features)
+    assert all(np.array_equal(compacted.index[s], expected.index[s]) for s in expected.index)

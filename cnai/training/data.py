@@ -1,13 +1,13 @@
 """Reading training data from the Iceberg table at a snapshot, without pandas.
 
-Two readers share one conversion path (Arrow record batch -> numpy arrays):
+Two readers share one conversion (Arrow record batch -> row-major float32):
 
 - :func:`read_split` reads one split (train / validation / test) of the whole
   table, e.g. for evaluation in the register step;
 - :func:`plan_partitions` (driver) cuts the snapshot's rows into one contiguous
-  row range per worker over its data files, and :func:`iter_partition` /
-  :func:`load_partition` (worker) stream only the files of one range, batch by
-  batch, into arrays tagged with their split.
+  row range per worker over its data files, and :func:`load_partition` (worker)
+  reads only the files of one range, each straight into its slot of one
+  preallocated array, and records which rows belong to which split.
 
 Splits come from :func:`cnai.splits.assign_splits` (a stable hash of each row's
 key), so every reader agrees on which rows are test rows, however the data is
@@ -17,8 +17,9 @@ partitioned and whatever is appended later.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,6 +48,9 @@ class Piece:
     """First row of the file this piece covers."""
     stop: int
     """One past the last row of the file this piece covers."""
+    direct: bool = False
+    """Plain Parquet without row-level deletes under the table's only schema, so
+    pyarrow.parquet can read it with no Iceberg projection and no catalog scan."""
 
 
 @dataclass(frozen=True)
@@ -68,18 +72,30 @@ class DataPlan:
         return len(self.partitions)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SplitArrays:
-    """Features and labels of one partition, grouped by split."""
+    """One partition's rows, and which of them belong to which split.
 
-    features: dict[str, np.ndarray] = field(default_factory=dict)
-    """Split name -> float32 features (n, d) in the dataset's feature order."""
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-    """Split name -> int64 class indices into ``DatasetSpec.classes``."""
+    Rows are kept once, in file order; a split is a list of row positions, so the
+    epoch loop gathers its shuffled batches straight from ``features`` and no
+    per-split copy of the data is ever made.
+    """
+
+    features: np.ndarray
+    """Float32 (n, d), row-major, in the dataset's feature order."""
+    labels: np.ndarray
+    """Int64 (n,) class indices into ``DatasetSpec.classes``."""
+    index: dict[str, np.ndarray]
+    """Split name -> ascending int64 positions of that split's rows."""
 
     def rows(self, split: str) -> int:
         """Number of rows of ``split``."""
-        return len(self.labels.get(split, ()))
+        return len(self.index.get(split, ()))
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of one split's features (k, d) and labels (k,)."""
+        rows = self.index[name]
+        return self.features[rows], self.labels[rows]
 
 
 def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
@@ -95,19 +111,23 @@ def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.nda
     return positions.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def feature_columns(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
-    """Features column-major, float32 (d, n): one contiguous copy per column, no pandas."""
-    return np.array(
-        [batch.column(name).to_numpy(zero_copy_only=False) for name in spec.features],
-        dtype=np.float32,
-    ).reshape(len(spec.features), batch.num_rows)
+def feature_matrix(
+    batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Features of one batch as row-major float32 (n, d), written into ``out`` if given.
 
-
-def batch_to_arrays(
-    batch: pa.RecordBatch | pa.Table, spec: DatasetSpec
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features (n, d) float32 row-major and class indices (n,) int64 of one Arrow batch."""
-    return np.ascontiguousarray(feature_columns(batch, spec).T), class_indices(batch, spec)
+    Each column is cast into one row of a column-major block, then one transposing
+    copy fills ``out``; every step is a numpy copy that releases the GIL, so reading
+    threads convert side by side. The fastest pure-numpy layout measured (see
+    docs/training.md).
+    """
+    block = np.empty((len(spec.features), batch.num_rows), np.float32)
+    for row, name in zip(block, spec.features, strict=True):
+        np.copyto(row, batch.column(name).to_numpy(zero_copy_only=False), casting="same_kind")
+    if out is None:
+        return np.ascontiguousarray(block.T)
+    out[...] = block.T
+    return out
 
 
 def _scan(settings: Settings, table: str | None, snapshot_id: int | None) -> tuple[Table, DataScan]:
@@ -153,10 +173,11 @@ def read_split(
     features: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for batch in reader.to_record_batches(scan.plan_files()):  # type: ignore[attr-defined]
-        keep = assign_splits(batch, spec) == wanted
-        x, y = batch_to_arrays(batch, spec)
-        features.append(x[keep])
-        labels.append(y[keep])
+        keep = np.flatnonzero(assign_splits(batch, spec) == wanted)
+        if len(keep) < batch.num_rows:
+            batch = batch.take(pa.array(keep))
+        features.append(feature_matrix(batch, spec))
+        labels.append(class_indices(batch, spec))
     if not features:
         return np.empty((0, len(spec.features)), np.float32), np.empty(0, np.int64)
     return np.concatenate(features), np.concatenate(labels)
@@ -179,7 +200,7 @@ def plan_partitions(
     if world_size < 1:
         raise UsageError(f"--workers {world_size}: must be at least 1")
     spec = settings.with_table(table).dataset
-    _, scan = _scan(settings, table, snapshot_id)
+    iceberg, scan = _scan(settings, table, snapshot_id)
     tasks = sorted(scan.plan_files(), key=lambda t: t.file.file_path)
     plain = [t for t in tasks if not t.delete_files]
     with_deletes = [t for t in tasks if t.delete_files]
@@ -190,10 +211,11 @@ def plan_partitions(
     bounds = [total * r // world_size for r in range(world_size + 1)]
     offset = 0
     for task, count in zip(plain, counts, strict=True):
+        direct = _direct_ok(iceberg, task)
         for rank in range(world_size):
             lo, hi = max(bounds[rank], offset), min(bounds[rank + 1], offset + count)
             if lo < hi:
-                parts[rank].append(Piece(task.file.file_path, lo - offset, hi - offset))
+                parts[rank].append(Piece(task.file.file_path, lo - offset, hi - offset, direct))
                 loads[rank] += hi - lo
         offset += count
     for task in with_deletes:
@@ -208,7 +230,7 @@ def plan_partitions(
     return DataPlan(spec.table, scan.snapshot_id, tuple(tuple(p) for p in parts), total)
 
 
-def _fast_path_ok(iceberg: Table, task: FileScanTask) -> bool:
+def _direct_ok(iceberg: Table, task: FileScanTask) -> bool:
     """True when a data file can be read with plain pyarrow.parquet, no Iceberg projection.
 
     That holds for a Parquet file without row-level deletes in a table whose schema
@@ -223,117 +245,127 @@ def _fast_path_ok(iceberg: Table, task: FileScanTask) -> bool:
     )
 
 
-def _piece_batches(
-    iceberg: Table, reader: object, task: FileScanTask, piece: Piece, spec: DatasetSpec
-) -> Iterator[pa.RecordBatch]:
-    """The rows of one piece as Arrow batches of the dataset's columns (table types)."""
-    import pyarrow.parquet as pq
+class _PartitionReader:
+    """Reads the pieces of a plan: direct ones with pyarrow.parquet, others via PyIceberg.
 
-    from cnai.catalog import arrow_schema
+    The catalog scan that PyIceberg's reader needs is planned only when a piece
+    needs it, once, shared by the reading threads.
+    """
 
-    target = arrow_schema(spec)
-    if _fast_path_ok(iceberg, task):
-        with iceberg.io.new_input(task.file.file_path).open() as handle:
-            parquet = pq.ParquetFile(handle)
-            names = set(parquet.schema_arrow.names)
-            if all(name in names for name in target.names):
-                # Only the row groups overlapping the piece are read.
-                groups, first, offset = [], None, 0
-                for index in range(parquet.metadata.num_row_groups):
-                    rows = parquet.metadata.row_group(index).num_rows
-                    if offset < piece.stop and offset + rows > piece.start:
-                        groups.append(index)
-                        first = offset if first is None else first
-                    offset += rows
-                if not groups or first is None:
-                    return
-                data = parquet.read_row_groups(groups, columns=target.names, use_threads=True)
-                data = data.slice(piece.start - first, piece.stop - piece.start)
-                if data.schema != target:
-                    data = data.cast(target, safe=True)
-                yield from data.to_batches()
-                return
-    first_row = 0  # file row of the batch's first row
-    for batch in reader.to_record_batches([task]):  # type: ignore[attr-defined]
-        lo, hi = max(piece.start, first_row), min(piece.stop, first_row + batch.num_rows)
-        part = batch.slice(lo - first_row, hi - lo) if lo < hi else None
-        first_row += batch.num_rows
-        if part is not None:
-            yield part
-        if first_row >= piece.stop:
-            break
+    def __init__(self, settings: Settings, plan: DataPlan) -> None:
+        from cnai.catalog import arrow_schema
 
+        self.plan = plan
+        self.spec = settings.with_table(plan.table).dataset
+        self.table = load_table(settings, plan.table)
+        snapshot_at(self.table, plan.snapshot_id)  # UsageError once it has expired
+        self.target = arrow_schema(self.spec)
+        self._lock = threading.Lock()
+        self._scan: tuple[dict[str, FileScanTask], object] | None = None
 
-def _partition_batches(
-    settings: Settings, plan: DataPlan, rank: int
-) -> Iterator[Iterator[pa.RecordBatch]]:
-    """One iterator of Arrow batches per piece of rank ``rank``'s partition, in order."""
-    spec = settings.with_table(plan.table).dataset
-    pieces = plan.partitions[rank]
-    if not pieces:
-        return
-    iceberg, scan = _scan(settings, plan.table, plan.snapshot_id)
-    by_path: dict[str, FileScanTask] = {t.file.file_path: t for t in scan.plan_files()}
-    reader = _arrow_scan(iceberg, scan)
-    for piece in pieces:
-        task = by_path.get(piece.file_path)
+    def batches(self, piece: Piece) -> Iterator[pa.RecordBatch]:
+        """The rows of one piece as Arrow batches of the dataset's columns (table types)."""
+        data = self._read_direct(piece) if piece.direct else None
+        if data is not None:
+            yield from data.to_batches()
+            return
+        tasks, reader = self._planned()
+        task = tasks.get(piece.file_path)
         if task is None:
-            raise CnaiError(f"table {plan.table}: data file {piece.file_path} left the snapshot")
-        yield _piece_batches(iceberg, reader, task, piece, spec)
+            raise CnaiError(
+                f"table {self.plan.table}: data file {piece.file_path} left the snapshot"
+            )
+        first_row = 0  # file row of the batch's first row
+        for batch in reader.to_record_batches([task]):  # type: ignore[attr-defined]
+            lo, hi = max(piece.start, first_row), min(piece.stop, first_row + batch.num_rows)
+            part = batch.slice(lo - first_row, hi - lo) if lo < hi else None
+            first_row += batch.num_rows
+            if part is not None:
+                yield part
+            if first_row >= piece.stop:
+                break
 
+    def _read_direct(self, piece: Piece) -> pa.Table | None:
+        """The piece's rows read straight from Parquet; None when the file lacks a column."""
+        import pyarrow.parquet as pq
 
-def iter_partition(
-    settings: Settings, plan: DataPlan, rank: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Stream rank ``rank``'s rows as ``(features, labels, split codes)`` batches."""
-    spec = settings.with_table(plan.table).dataset
-    for batches in _partition_batches(settings, plan, rank):
-        for batch in batches:
-            x, y = batch_to_arrays(batch, spec)
-            yield x, y, assign_splits(batch, spec)
+        try:
+            handle = self.table.io.new_input(piece.file_path).open()
+        except FileNotFoundError as exc:
+            raise CnaiError(
+                f"table {self.plan.table}: data file {piece.file_path} is gone ({exc})"
+            ) from exc
+        with handle:
+            parquet = pq.ParquetFile(handle)
+            if not set(self.target.names) <= set(parquet.schema_arrow.names):
+                return None
+            # Only the row groups overlapping the piece are read.
+            groups: list[int] = []
+            first = offset = 0
+            for index in range(parquet.metadata.num_row_groups):
+                rows = parquet.metadata.row_group(index).num_rows
+                if offset < piece.stop and offset + rows > piece.start:
+                    first = offset if not groups else first
+                    groups.append(index)
+                offset += rows
+            data = parquet.read_row_groups(groups, columns=self.target.names, use_threads=True)
+        data = data.slice(piece.start - first, piece.stop - piece.start)
+        return data if data.schema == self.target else data.cast(self.target, safe=True)
 
-
-_Chunk = dict[int, tuple[np.ndarray, np.ndarray]]
-
-
-def _split_chunk(batch: pa.RecordBatch, spec: DatasetSpec) -> _Chunk:
-    """One batch as {split code: (features column-major (d, k) float32, labels (k,))}."""
-    codes = assign_splits(batch, spec)
-    columns = feature_columns(batch, spec)
-    labels = class_indices(batch, spec)
-    out: _Chunk = {}
-    for code in (TRAIN, VALIDATION, TEST):
-        index = np.flatnonzero(codes == code)
-        out[code] = (columns[:, index], labels[index])
-    return out
+    def _planned(self) -> tuple[dict[str, FileScanTask], object]:
+        with self._lock:
+            if self._scan is None:
+                scan = self.table.scan(
+                    snapshot_id=self.plan.snapshot_id, selected_fields=tuple(self.spec.columns)
+                )
+                tasks = {t.file.file_path: t for t in scan.plan_files()}
+                self._scan = (tasks, _arrow_scan(self.table, scan))
+            return self._scan
 
 
 def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays:
-    """Every row of rank ``rank``'s partition, as arrays grouped by split.
+    """Every row of rank ``rank``'s partition, and each split's row positions.
 
-    Pieces are read and converted on a small thread pool (Parquet decoding and
-    numpy release the GIL); features are gathered column-major per split and
-    transposed once at the end into row-major float32.
+    The output arrays are allocated once, sized from the plan; pieces are read on a
+    small thread pool (Parquet decoding and numpy release the GIL), each converted
+    batch by batch into its own slot. Only pieces with row-level deletes can come
+    up short of their planned size; the gaps they leave are closed at the end.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     spec = settings.with_table(plan.table).dataset
+    pieces = plan.partitions[rank]
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + piece.stop - piece.start)
+    features = np.empty((starts[-1], len(spec.features)), np.float32)
+    labels = np.empty(starts[-1], np.int64)
+    codes = np.empty(starts[-1], np.int8)
 
-    def convert(batches: Iterator[pa.RecordBatch]) -> list[_Chunk]:
-        return [_split_chunk(batch, spec) for batch in batches]
+    def fill(slot: int, batches: Iterator[pa.RecordBatch]) -> int:
+        at, end = starts[slot], starts[slot + 1]
+        for batch in batches:
+            stop = at + batch.num_rows
+            if stop > end:
+                raise CnaiError(
+                    f"table {plan.table}: data file {pieces[slot].file_path} holds more rows "
+                    "than the snapshot's manifests record"
+                )
+            feature_matrix(batch, spec, features[at:stop])
+            labels[at:stop] = class_indices(batch, spec)
+            codes[at:stop] = assign_splits(batch, spec)
+            at = stop
+        return at - starts[slot]
 
-    threads = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(threads, thread_name_prefix="cnai-read") as pool:
-        per_piece = list(pool.map(convert, _partition_batches(settings, plan, rank)))
-    chunks = [chunk for piece in per_piece for chunk in piece]
-    out = SplitArrays()
-    for name, code in SPLIT_CODES.items():
-        parts = [chunk[code] for chunk in chunks]
-        if parts:
-            columns = np.concatenate([p[0] for p in parts], axis=1)
-            out.features[name] = np.ascontiguousarray(columns.T)
-            out.labels[name] = np.concatenate([p[1] for p in parts])
-        else:
-            out.features[name] = np.empty((0, len(spec.features)), np.float32)
-            out.labels[name] = np.empty(0, np.int64)
-    return out
+    filled: list[int] = []
+    if pieces:
+        reader = _PartitionReader(settings, plan)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, min(len(pieces), 4, cpus or 1))
+        with ThreadPoolExecutor(threads, thread_name_prefix="cnai-read") as pool:
+            filled = list(pool.map(fill, range(len(pieces)), map(reader.batches, pieces)))
+    if any(f < p.stop - p.start for f, p in zip(filled, pieces, strict=True)):
+        kept = np.concatenate([np.arange(s, s + f) for s, f in zip(starts, filled, strict=False)])
+        features, labels, codes = features[kept], labels[kept], codes[kept]
+    index = {name: np.flatnonzero(codes == code) for name, code in SPLIT_CODES.items()}
+    return SplitArrays(features, labels, index)

@@ -229,23 +229,25 @@ def evaluate(
     model: nn.Module,
     features: torch.Tensor,
     labels: torch.Tensor,
+    rows: torch.Tensor,
     collective: Collective,
     batch: int = 4096,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over every rank's rows (NaN when none)."""
+    """Mean loss and accuracy of ``model`` on ``rows`` over every rank (NaN when none)."""
     import torch
     from torch.nn import functional
 
     model.eval()
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(labels), batch):
-            x, y = features[start : start + batch], labels[start : start + batch]
-            logits = model(x)
+        for start in range(0, len(rows), batch):
+            index = rows[start : start + batch]
+            logits = model(features[index])
+            y = labels[index]
             loss_sum += float(functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(dim=1) == y).sum())
     model.train()
-    totals = collective.sum(torch.tensor([loss_sum, float(correct), float(len(labels))]))
+    totals = collective.sum(torch.tensor([loss_sum, float(correct), float(len(rows))]))
     count = float(totals[2])
     if count == 0:
         return math.nan, math.nan
@@ -272,14 +274,9 @@ class EpochLoop:
         self.config = config
         self.collective = collective
         self.device = device
-        shape = (-1, *spec.feature_shape)
-        self.tensors = {
-            split: (
-                _tensor(data.features[split], device).reshape(shape),
-                _tensor(data.labels[split], device),
-            )
-            for split in ("train", "validation", "test")
-        }
+        self.features = _tensor(data.features, device).reshape(-1, *spec.feature_shape)
+        self.labels = _tensor(data.labels, device)
+        self.rows = {split: _tensor(rows, device) for split, rows in data.index.items()}
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -327,19 +324,20 @@ class EpochLoop:
         from torch.nn import functional
 
         start = time.perf_counter()
-        features, labels = self.tensors["train"]
-        order = torch.from_numpy(self._order(epoch)).to(self.device)
+        # Positions in the partition of this epoch's shuffled training rows.
+        order = self.rows["train"][torch.from_numpy(self._order(epoch)).to(self.device)]
         self.train_model.train()
         loss_sum = torch.zeros((), device=self.device)
         for begin in range(0, len(order), self.per_rank_batch):
             index = order[begin : begin + self.per_rank_batch]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = functional.cross_entropy(self.train_model(features[index]), labels[index])
+            logits = self.train_model(self.features[index])
+            loss = functional.cross_entropy(logits, self.labels[index])
             loss.backward()
             self.optimizer.step()
             loss_sum += loss.detach() * len(index)
         totals = self.collective.sum(torch.tensor([float(loss_sum), float(len(order))]))
-        val_loss, val_accuracy = evaluate(self.model, *self.tensors["validation"], self.collective)
+        val_loss, val_accuracy = self._evaluate("validation")
         return EpochMetrics(
             epoch=epoch,
             train_loss=float(totals[0]) / float(totals[1]),
@@ -351,4 +349,7 @@ class EpochLoop:
 
     def test(self) -> tuple[float, float]:
         """Loss and accuracy on the test split over all ranks."""
-        return evaluate(self.model, *self.tensors["test"], self.collective)
+        return self._evaluate("test")
+
+    def _evaluate(self, split: str) -> tuple[float, float]:
+        return evaluate(self.model, self.features, self.labels, self.rows[split], self.collective)

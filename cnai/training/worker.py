@@ -95,9 +95,10 @@ def train_rank(context: RankContext, job: RankJob) -> Iterator[dict[str, Any]]:
 
     test_loss, test_accuracy = loop.test()
     if context.rank == 0:
-        example = data.features["validation"][:EXAMPLE_ROWS]
-        if len(example) == 0:
-            example = data.features["train"][:EXAMPLE_ROWS]
+        rows = data.index["validation"][:EXAMPLE_ROWS]
+        if len(rows) == 0:
+            rows = data.index["train"][:EXAMPLE_ROWS]
+        example = data.features[rows]
         yield {
             "kind": "final",
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
