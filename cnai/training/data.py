@@ -305,7 +305,8 @@ class _PartitionReader:
             for index in range(parquet.metadata.num_row_groups):
                 rows = parquet.metadata.row_group(index).num_rows
                 if offset < piece.stop and offset + rows > piece.start:
-                    first = offset if not groups else first
+                    if not groups:
+                        first = offset  # file row where the data read starts
                     groups.append(index)
                 offset += rows
             data = parquet.read_row_groups(groups, columns=self.target.names, use_threads=True)
