@@ -5,8 +5,9 @@ in the table's lineage are skipped; the rest are validated against the data
 contract (cnai.contract) while being streamed into Parquet data files under the
 table's location, and are then committed together as one append snapshot whose
 summary records their fingerprints. A violation anywhere removes the staged files
-and commits nothing. A concurrent commit is retried after a refresh, re-checking
-fingerprints, so no file is lost or ingested twice.
+and commits nothing. A concurrent commit is retried here, after a refresh that
+re-checks fingerprints (PyIceberg's own blind retry is switched off for it), so no
+file is lost or ingested twice.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_St
         done = ingested_fingerprints(table)
         keep = [s for s in staged if s.fingerprint not in done]
         if not keep:
+            _discard(table, staged)  # another writer landed them all first
             return []
         properties = {
             FINGERPRINTS_KEY: json.dumps([s.fingerprint for s in keep]),
@@ -191,7 +193,7 @@ def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_St
             DATA_VERSION_KEY: data_version_of(lineage(table), [s.fingerprint for s in keep]),
         }
         try:
-            with table.transaction() as tx:
+            with _single_attempt(table).transaction() as tx:
                 tx.add_files(
                     [s.path for s in keep],
                     snapshot_properties=properties,
@@ -208,9 +210,29 @@ def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_St
             time.sleep(delay)
             table.refresh()
             continue
+        table.refresh()
         _discard(table, [s for s in staged if s not in keep])
         return keep
     return []  # unreachable: the loop returns or raises
+
+
+def _single_attempt(table: Table) -> Table:
+    """A view of ``table`` whose commits PyIceberg does not retry by itself.
+
+    PyIceberg (0.10+) answers a concurrent commit by rebasing the append onto the new
+    head and committing again, which would bypass the fingerprint re-check above and
+    land the same source file twice. The override lives only in this in-memory view:
+    the commit's updates carry no property change, so the table keeps its own
+    ``commit.retry.*`` settings for every other writer.
+    """
+    from pyiceberg.table import Table as IcebergTable
+    from pyiceberg.table import TableProperties
+
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return IcebergTable(
+        table.name(), metadata, table.metadata_location, table.io, table.catalog, table.config
+    )
 
 
 def _discard(table: Table, staged: list[_Staged]) -> None:

@@ -311,3 +311,30 @@ def test_concurrent_ingests_of_the_same_file_land_once(ingested_home: Path, tmp_
     assert sorted(changed) == [False, True]
     table = load_table(load_settings(ingested_home, environ={}))
     assert table.scan().to_arrow().num_rows == before["total_rows"] + 25
+
+
+def test_commit_from_a_stale_table_rechecks_fingerprints(
+    ingested_home: Path, tmp_path: Path
+) -> None:
+    """A writer that lost the race to commit the same file adds nothing.
+
+    Deterministic form of the race above: the loser staged its file from a table
+    state taken before the winner committed, so its first commit conflicts, and the
+    retry must re-check fingerprints rather than re-apply the append.
+    """
+    from cnai.sources import resolve_source
+    from steps.ingest import _commit, _stage
+
+    settings = load_settings(ingested_home, environ={})
+    stale = load_table(settings)
+    src = write_parquet(tmp_path / "raced.parquet", digits_batch(25, seed=21))
+    winner = run_ingest(ingested_home, src)
+    assert winner["rows_added"] == 25
+
+    (file,) = resolve_source(str(src))
+    staged = _stage(stale, file, file.fingerprint(), settings.dataset, QUIET)
+    assert _commit(stale, [staged], QUIET) == []
+    table = load_table(settings)
+    assert table.scan().to_arrow().num_rows == winner["total_rows"]
+    assert len(table.metadata.snapshots) == 2
+    assert not Path(staged.path.removeprefix("file://")).exists()
