@@ -5,20 +5,30 @@ data files, registered with PyIceberg's ``add_files``), then measures in the sam
 
 - baseline: ``pyarrow.parquet.read_table`` of the same data files (Arrow only);
 - reference, read + convert: the same reads, each file's feature columns then
-  turned into a row-major float32 array with plain numpy, the least any loader
-  must do to hand a model its rows (reported, not the ratio's baseline);
+  turned into a row-major float32 array with plain numpy (reported, not the
+  ratio's baseline);
 - ours, 1 worker: :func:`cnai.training.data.plan_partitions` +
   :func:`cnai.training.data.load_partition` - catalog look-up at the snapshot,
-  streamed batches, split assignment by row-key hash, float32/int64 arrays ready
-  for ``torch.from_numpy``;
+  column-group reads, split assignment from the stored row hash, a feature-major
+  float32 block, labels and split positions, ready for ``torch.from_numpy``;
 - ours, 2 workers: two processes each loading its own partition at the same time
   (after their imports, each round started together); throughput = rows / the
   slowest worker, median over the rounds.
 
+Every side is measured warm and interleaved, round by round: imports done, files in
+the page cache, and each allocator (Arrow's pool for ``read_table`` and for ours)
+holding memory from the round before. A training worker loads once, cold; there
+both sides pay first-touch page faults alike.
+
+Ours hands the model a feature-major tensor, so the transpose a row-major array
+needs is never done; its cost moves into each batch's row gather. The benchmark
+measures that too: microseconds to gather one training batch from each layout
+(``batch_gather_us_*``) beside one step of the default model (``train_step_us``).
+
 The last line is the JSON summary: ratio = ours (1 worker) rows/s over baseline
 rows/s (higher is better; target >= 0.7), plus the 1 -> 2 worker scaling.
 
-    python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 5]
+    python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 11]
 """
 
 from __future__ import annotations
@@ -134,12 +144,58 @@ def time_two_workers(home: Path, rounds: int) -> tuple[float, int]:
     return statistics.median(walls), sum(rows.values())
 
 
+def time_batch_gathers(home: Path, batches: int = 2000) -> dict[str, float]:
+    """Microseconds per training batch gathered from each layout, and per training step.
+
+    Batches are the loop's: ``TrainConfig().batch_size`` random rows of the whole
+    partition, indexed from the tensor the epoch loop holds. The default model's
+    step (forward, backward, Adam) is timed on the same batches for scale.
+    """
+    import torch
+
+    from cnai.config import load_settings
+    from cnai.training.data import load_partition, plan_partitions
+    from cnai.training.loop import TrainConfig, build_model
+
+    settings = load_settings(home, environ={})
+    spec = settings.dataset
+    config = TrainConfig()
+    data = load_partition(settings, plan_partitions(settings, 1), 0)
+    layouts = {
+        "feature_major": torch.from_numpy(data.features),
+        "row_major": torch.from_numpy(np.ascontiguousarray(data.features)),
+    }
+    generator = torch.Generator().manual_seed(0)
+    rows = len(data.labels)
+    index = [torch.randint(rows, (config.batch_size,), generator=generator) for _ in range(batches)]
+    out: dict[str, float] = {}
+    for _ in range(2):  # the second pass is the one kept (warm caches and allocator)
+        for name, tensor in layouts.items():
+            shaped = tensor.reshape(-1, *spec.feature_shape)
+            start = time.perf_counter()
+            for batch in index:
+                shaped[batch]
+            out[f"batch_gather_us_{name}"] = (time.perf_counter() - start) / batches * 1e6
+    model = build_model(config, spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    labels = torch.from_numpy(data.labels)
+    shaped = layouts["row_major"].reshape(-1, *spec.feature_shape)
+    steps = index[:200]
+    start = time.perf_counter()
+    for batch in steps:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(shaped[batch]), labels[batch]).backward()
+        optimizer.step()
+    out["train_step_us"] = (time.perf_counter() - start) / len(steps) * 1e6
+    return out
+
+
 def main() -> None:
     """Build the table, run every side and print the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +215,7 @@ def main() -> None:
             ours.append(seconds)
         two, two_rows = time_two_workers(home, args.repeats)
         assert two_rows == args.rows
+        gathers = time_batch_gathers(home)
         assert sorted(glob.glob(f"{home}/data/*.parquet")) == sorted(paths)
 
     base_rps = args.rows / statistics.median(baseline)
@@ -169,6 +226,11 @@ def main() -> None:
     print(f"read + convert:      {converted_rps:,.0f} rows/s")
     print(f"ours, 1 worker:      {ours_rps:,.0f} rows/s")
     print(f"ours, 2 workers:     {two_rps:,.0f} rows/s (both partitions loaded)")
+    print(
+        f"one batch gathered: feature-major {gathers['batch_gather_us_feature_major']:.1f} us, "
+        f"row-major {gathers['batch_gather_us_row_major']:.1f} us; "
+        f"one default training step {gathers['train_step_us']:.0f} us"
+    )
     print(
         json.dumps(
             {
@@ -182,6 +244,7 @@ def main() -> None:
                 "ratio_vs_read_and_convert": round(ours_rps / converted_rps, 3),
                 "two_workers_rows_per_s": round(two_rps),
                 "scaling_1_to_2_workers": round(two_rps / ours_rps, 3),
+                **{key: round(value, 1) for key, value in gathers.items()},
                 "rows": args.rows,
                 "files": args.files,
                 "cpus": os.cpu_count(),

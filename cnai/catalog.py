@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,27 +99,62 @@ def iceberg_schema(spec: DatasetSpec) -> Schema:
     return Schema(*fields)
 
 
+_OPEN: dict[tuple[object, ...], tuple[Catalog, str]] = {}
+"""Open catalogs by (pid, name, properties), each with its SQLite file's identity."""
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 8
+
+
 def open_catalog(settings: Settings) -> Catalog:
-    """Load the configured catalog, creating the embedded SQLite one on first use."""
+    """Load the configured catalog, creating the embedded SQLite one on first use.
+
+    A catalog holds no table state (every load asks the store), so one is kept per
+    process and configuration and reused: opening costs a connection pool and, for
+    SQL catalogs, schema checks. The key holds the process id (a forked child opens
+    its own) and, for SQLite, the database file's identity (a deleted and recreated
+    home is a new catalog).
+    """
     from pyiceberg.catalog import load_catalog
 
     props = dict(settings.catalog_properties)
     uri = props.get("uri", "")
-    if props.get("type") == "sql" and uri.startswith("sqlite:///"):
+    sqlite = props.get("type") == "sql" and uri.startswith("sqlite:///")
+    if sqlite:
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     warehouse = props.get("warehouse", "")
     if warehouse.startswith("file://"):
         Path(warehouse[len("file://") :]).mkdir(parents=True, exist_ok=True)
+    key = (os.getpid(), settings.catalog_name, tuple(sorted(props.items())))
+    file_id = _file_id(uri) if sqlite else ""
+    with _OPEN_LOCK:
+        cached = _OPEN.get(key)
+    if cached is not None and cached[1] == file_id:
+        return cached[0]
     last: Exception | None = None
     for attempt in range(5):
         try:
-            return load_catalog(settings.catalog_name, **props)
+            catalog = load_catalog(settings.catalog_name, **props)
         except Exception as exc:  # noqa: BLE001 - racing first-time table creation in SQLite
             last = exc
             if "already exists" not in str(exc) and "locked" not in str(exc):
                 break
             time.sleep(0.1 * (attempt + 1))
+            continue
+        with _OPEN_LOCK:
+            _OPEN[key] = (catalog, _file_id(uri) if sqlite else "")
+            while len(_OPEN) > _OPEN_MAX:
+                _OPEN.pop(next(iter(_OPEN)))
+        return catalog
     raise CnaiError(f"catalog {settings.catalog_name!r}: cannot open ({last})")
+
+
+def _file_id(sqlite_uri: str) -> str:
+    """Device and inode of a ``sqlite:///`` URI's database file ("" when absent)."""
+    try:
+        stat = os.stat(sqlite_uri[len("sqlite:///") :])
+    except OSError:
+        return ""
+    return f"{stat.st_dev}:{stat.st_ino}"
 
 
 def ensure_table(catalog: Catalog, spec: DatasetSpec) -> Table:

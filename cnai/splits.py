@@ -10,6 +10,7 @@ means the same rows everywhere.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -92,9 +93,16 @@ def assign_splits(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.nda
     hashes = stored_hashes(batch)
     if hashes is None:
         hashes = row_hashes(batch, spec)
-    unit = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    # A row's point in [0, 1) is (hash >> 11) / 2**53; it is below a fraction f exactly
+    # when the 53-bit integer is below ceil(f * 2**53), so two integer comparisons
+    # decide the split with no float array (same assignment as the float form).
     train, val, _ = spec.split_fractions
-    codes = np.full(batch.num_rows, TEST, dtype=np.int8)
-    codes[unit < train + val] = VALIDATION
-    codes[unit < train] = TRAIN
+    point = hashes >> np.uint64(11)
+    codes = np.greater_equal(point, _threshold(train)).view(np.int8)
+    codes += np.greater_equal(point, _threshold(train + val)).view(np.int8)
     return codes
+
+
+def _threshold(fraction: float) -> np.uint64:
+    """The smallest 53-bit integer whose point (integer / 2**53) is not below ``fraction``."""
+    return np.uint64(min(max(math.ceil(fraction * float(1 << 53)), 0), 1 << 53))

@@ -37,3 +37,29 @@ def test_key_columns_decide_the_split() -> None:
     base = _table(300, seed=4).append_column("id", pa.array([f"row-{i}" for i in range(300)]))
     changed = base.set_column(0, "pixel_0", pa.array(np.zeros(300)))
     assert (assign_splits(base, spec) == assign_splits(changed, spec)).all()
+
+
+def test_a_stored_hash_maps_to_its_point_in_the_unit_interval() -> None:
+    """The rule every version must keep: point = (hash >> 11) / 2**53, split by fraction.
+
+    Hashes on either side of each boundary (0.8 and 0.8 + 0.1 = 0.9 with the default
+    fractions, both inexact in binary) pin the comparison, so a row can never move
+    split when the arithmetic is rewritten.
+    """
+    import math
+
+    from cnai.config import ROW_HASH_COLUMN
+
+    spec = DatasetSpec()
+    train, val, _ = spec.split_fractions
+    points, expected = [], []
+    for bound, below, above in ((train, TRAIN, VALIDATION), (train + val, VALIDATION, TEST)):
+        edge = math.ceil(bound * 2**53)
+        for point in (edge - 2, edge - 1, edge, edge + 1):
+            points.append(point)
+            expected.append(below if point / 2**53 < bound else above)
+    assert expected.count(TRAIN) == 2 and expected.count(TEST) == 2  # both sides covered
+    low_bits = 0x7FF  # the 11 bits below the point never matter
+    hashes = np.array([(p << 11) | low_bits for p in points], dtype=np.uint64)
+    batch = pa.table({ROW_HASH_COLUMN: pa.array(hashes.view(np.int64))})
+    assert assign_splits(batch, spec).tolist() == expected

@@ -173,9 +173,20 @@ def test_checkpoints_roundtrip_and_keep_the_newest(tmp_path: Path) -> None:
     assert files == [f"epoch-{e:04d}.pt" for e in range(4 - KEEP, 4)]
 
 
-def test_partitions_match_read_split_on_both_read_paths(tmp_home: Path) -> None:
-    """Direct Parquet reads, PyIceberg's projected reads and short pieces agree."""
+@pytest.mark.parametrize("group_bytes", [8 << 20, 1], ids=["one-group", "column-a-group"])
+def test_partitions_match_read_split_on_both_read_paths(
+    tmp_home: Path, group_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct Parquet reads, PyIceberg's projected reads and short pieces agree.
+
+    Run twice: with every column read at once (small files) and with one feature
+    column per direct read, as large files are read.
+    """
     from dataclasses import replace
+
+    import cnai.training.data
+
+    monkeypatch.setattr(cnai.training.data, "READ_GROUP_BYTES", group_bytes)
 
     from pyiceberg.types import StringType
 
@@ -197,7 +208,8 @@ def test_partitions_match_read_split_on_both_read_paths(tmp_home: Path) -> None:
         assert len(from_parts) == len(set(from_parts))
         assert set(from_parts) == _row_keys(*read_split(settings, name))
     for part in direct:
-        assert part.features.dtype == np.float32 and part.features.flags.c_contiguous
+        # Feature-major: (n, d) over a C-contiguous (d, n) block, no transposing copy.
+        assert part.features.dtype == np.float32 and part.features.T.flags.c_contiguous
         assert sum(part.rows(s) for s in ("train", "validation", "test")) == len(part.labels)
 
     # An evolved schema sends every file through PyIceberg's projection: same rows.
@@ -219,3 +231,36 @@ def test_partitions_match_read_split_on_both_read_paths(tmp_home: Path) -> None:
     assert len(compacted.labels) == 1300
     assert np.array_equal(compacted.features, expected.features)
     assert all(np.array_equal(compacted.index[s], expected.index[s]) for s in expected.index)
+
+
+def test_files_without_a_usable_row_hash_split_by_the_row_key(tmp_home: Path) -> None:
+    """Data files another writer added (hash column all null) split as ingest would."""
+    from cnai.catalog import arrow_schema
+    from cnai.config import ROW_HASH_COLUMN
+
+    settings = _settings(tmp_home)
+    landing = tmp_home / "in"
+    landing.mkdir()
+    _digits_file(landing / "a.parquet", slice(0, 900))
+    ingest(str(landing), settings=settings, progress=Progress(quiet=True))
+    table = load_table(settings)
+    ingested = table.scan().to_arrow()
+    hashless = ingested.set_column(
+        ingested.schema.get_field_index(ROW_HASH_COLUMN),
+        pa.field(ROW_HASH_COLUMN, pa.int64()),
+        pa.nulls(ingested.num_rows, pa.int64()),
+    ).cast(arrow_schema(settings.dataset))
+    foreign = tmp_home / "foreign.parquet"
+    pq.write_table(hashless, foreign)
+    with table.transaction() as tx:
+        tx.add_files([foreign.as_uri()], check_duplicate_files=False)
+
+    plan = plan_partitions(settings, 1)
+    assert all(piece.direct for piece in plan.partitions[0])
+    data = load_partition(settings, plan, 0)
+    half = ingested.num_rows
+    for name in ("train", "validation", "test"):
+        rows = data.index[name]
+        ours, theirs = rows[rows < half], rows[rows >= half] - half
+        assert np.array_equal(ours, theirs)  # same rows, so the same split
+        assert len(ours) > 0

@@ -1,13 +1,14 @@
 """Reading training data from the Iceberg table at a snapshot, without pandas.
 
-Two readers share one conversion (Arrow record batch -> row-major float32):
+Two readers share one conversion (Arrow columns -> a feature-major float32 block,
+one cast per column, see :func:`copy_features`):
 
 - :func:`read_split` reads one split (train / validation / test) of the whole
-  table, e.g. for evaluation in the register step;
+  table, e.g. for evaluation in the register step, as a row-major array;
 - :func:`plan_partitions` (driver) cuts the snapshot's rows into one contiguous
   row range per worker over its data files, and :func:`load_partition` (worker)
   reads only the files of one range, each straight into its slot of one
-  preallocated array, and records which rows belong to which split.
+  preallocated feature-major block, and records which rows belong to which split.
 
 Splits come from :func:`cnai.splits.assign_splits` (a stable hash of each row's
 key), so every reader agrees on which rows are test rows, however the data is
@@ -20,22 +21,30 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cnai.catalog import load_table, snapshot_at
-from cnai.config import DatasetSpec, Settings
+from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings
 from cnai.errors import CnaiError, UsageError
-from cnai.splits import SPLIT_NAMES, TEST, TRAIN, VALIDATION, assign_splits
+from cnai.splits import SPLIT_NAMES, TEST, TRAIN, VALIDATION, assign_splits, stored_hashes
 
 if TYPE_CHECKING:
     from pyiceberg.table import DataScan, FileScanTask, Table
 
 SPLIT_CODES = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
 """Split name -> code stored by :func:`cnai.splits.assign_splits`."""
+
+READ_GROUP_BYTES = 8 << 20
+"""About how much decoded data one direct read returns: feature columns are read in
+groups this size, so each group is cast while it is still in the CPU cache (one
+whole file at once decodes to far more than the cache holds)."""
+
+Part = tuple[int, "pa.RecordBatch | pa.Table"]
+"""``(first row within the piece, columns)``: some columns of some rows of a piece."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,10 @@ class SplitArrays:
     """
 
     features: np.ndarray
-    """Float32 (n, d), row-major, in the dataset's feature order."""
+    """Float32 (n, d) in the dataset's feature order, stored feature-major: it is the
+    transposed view of a C-contiguous (d, n) block, as Parquet stores columns, so
+    loading never transposes. Indexing rows (a batch) gathers a fresh (k, d) array;
+    ``torch.from_numpy`` takes the view as it is (no copy)."""
     labels: np.ndarray
     """Int64 (n,) class indices into ``DatasetSpec.classes``."""
     index: dict[str, np.ndarray]
@@ -101,6 +113,17 @@ class SplitArrays:
 def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
     """Each row's label as an int64 index into ``spec.classes``."""
     labels = batch.column(spec.label)
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    if _dense_classes(spec) and pa.types.is_integer(labels.type) and not labels.null_count:
+        # Classes 0..k-1: a label is its own index; only the range needs checking.
+        values = labels.to_numpy().astype(np.int64, copy=False)
+        if len(values) and (values.min() < 0 or values.max() >= len(spec.classes)):
+            raise CnaiError(
+                f"table {spec.table}: column {spec.label!r} holds values outside the declared "
+                "classes"
+            )
+        return values
     positions = pc.index_in(labels, value_set=pa.array(list(spec.classes), type=labels.type))
     if positions.null_count:
         raise CnaiError(
@@ -111,23 +134,37 @@ def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.nda
     return positions.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def feature_matrix(
-    batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Features of one batch as row-major float32 (n, d), written into ``out`` if given.
+def copy_features(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, out: np.ndarray) -> None:
+    """Cast the feature columns ``batch`` carries into their rows of ``out``, (d, n) float32.
 
-    Each column is cast into one row of a column-major block, then one transposing
-    copy fills ``out``; every step is a numpy copy that releases the GIL, so reading
-    threads convert side by side. The fastest pure-numpy layout measured (see
-    docs/training.md).
+    Row ``j`` of ``out`` receives feature ``spec.features[j]``: one streaming cast per
+    Arrow chunk, straight from Arrow's buffer (a zero-copy view when the column has
+    no nulls). numpy releases the GIL for it, so reading threads convert side by side.
+    A batch may carry only some features (a column group); the other rows are left.
     """
+    present = set(batch.schema.names)
+    for row, name in zip(out, spec.features, strict=True):
+        if name not in present:
+            continue
+        column = batch.column(name)
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        at = 0
+        for chunk in chunks:
+            values = chunk.to_numpy(zero_copy_only=False)
+            np.copyto(row[at : at + len(values)], values, casting="same_kind")
+            at += len(values)
+
+
+def _dense_classes(spec: DatasetSpec) -> bool:
+    """True when the declared classes are exactly the integers 0..k-1, in order."""
+    return spec.classes == tuple(range(len(spec.classes)))
+
+
+def feature_matrix(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
+    """Features of one batch as a row-major float32 (n, d) array."""
     block = np.empty((len(spec.features), batch.num_rows), np.float32)
-    for row, name in zip(block, spec.features, strict=True):
-        np.copyto(row, batch.column(name).to_numpy(zero_copy_only=False), casting="same_kind")
-    if out is None:
-        return np.ascontiguousarray(block.T)
-    out[...] = block.T
-    return out
+    copy_features(batch, spec, block)
+    return np.ascontiguousarray(block.T)
 
 
 def _scan(settings: Settings, table: str | None, snapshot_id: int | None) -> tuple[Table, DataScan]:
@@ -248,26 +285,41 @@ def _direct_ok(iceberg: Table, task: FileScanTask) -> bool:
 class _PartitionReader:
     """Reads the pieces of a plan: direct ones with pyarrow.parquet, others via PyIceberg.
 
-    The catalog scan that PyIceberg's reader needs is planned only when a piece
-    needs it, once, shared by the reading threads.
+    Data files are immutable and the plan names them, so local direct pieces need
+    no catalog at all; the table (for its FileIO) and the catalog scan that
+    PyIceberg's reader needs are loaded only when a piece needs them, once, shared
+    by the reading threads.
     """
 
     def __init__(self, settings: Settings, plan: DataPlan) -> None:
         from cnai.catalog import arrow_schema
 
         self.plan = plan
+        self.settings = settings
         self.spec = settings.with_table(plan.table).dataset
-        self.table = load_table(settings, plan.table)
-        snapshot_at(self.table, plan.snapshot_id)  # UsageError once it has expired
         self.target = arrow_schema(self.spec)
         self._lock = threading.Lock()
+        self._table: Table | None = None
         self._scan: tuple[dict[str, FileScanTask], object] | None = None
 
-    def batches(self, piece: Piece) -> Iterator[pa.RecordBatch]:
-        """The rows of one piece as Arrow batches of the dataset's columns (table types)."""
-        data = self._read_direct(piece) if piece.direct else None
-        if data is not None:
-            yield from data.to_batches()
+    def table(self) -> Table:
+        """The plan's table, loaded on first use; UsageError once its snapshot expired."""
+        with self._lock:
+            if self._table is None:
+                table = load_table(self.settings, self.plan.table)
+                snapshot_at(table, self.plan.snapshot_id)
+                self._table = table
+            return self._table
+
+    def parts(self, piece: Piece) -> Iterator[Part]:
+        """One piece as parts, in the table's types, that together cover its rows and columns.
+
+        A direct piece comes as column groups over all its rows; any other piece as
+        batches of whole rows from PyIceberg's reader.
+        """
+        direct = self._direct_parts(piece) if piece.direct else None
+        if direct is not None:
+            yield from direct
             return
         tasks, reader = self._planned()
         task = tasks.get(piece.file_path)
@@ -281,25 +333,34 @@ class _PartitionReader:
             part = batch.slice(lo - first_row, hi - lo) if lo < hi else None
             first_row += batch.num_rows
             if part is not None:
-                yield part
+                yield lo - piece.start, part
             if first_row >= piece.stop:
                 break
 
-    def _read_direct(self, piece: Piece) -> pa.Table | None:
-        """The piece's rows read straight from Parquet; None when the file lacks a column."""
+    def _direct_parts(self, piece: Piece) -> Iterator[Part] | None:
+        """The piece read straight from Parquet in column groups; None when it lacks a column."""
         import pyarrow.parquet as pq
 
+        local = _local_path(piece.file_path)
         try:
-            handle = self.table.io.new_input(piece.file_path).open()
+            # A local file is memory-mapped: pages are decoded from the page cache
+            # with no intermediate copy.
+            handle = (
+                pa.memory_map(local) if local else self.table().io.new_input(piece.file_path).open()
+            )
         except FileNotFoundError as exc:
             raise CnaiError(
                 f"table {self.plan.table}: data file {piece.file_path} is gone ({exc})"
             ) from exc
+        parquet = pq.ParquetFile(handle)
+        if not set(self.target.names) <= set(parquet.schema_arrow.names):
+            handle.close()
+            return None
+        return self._read_groups(handle, parquet, piece)
+
+    def _read_groups(self, handle: pa.NativeFile, parquet: Any, piece: Piece) -> Iterator[Part]:
+        """Column groups of the row groups overlapping ``piece``, sliced to its rows."""
         with handle:
-            parquet = pq.ParquetFile(handle)
-            if not set(self.target.names) <= set(parquet.schema_arrow.names):
-                return None
-            # Only the row groups overlapping the piece are read.
             groups: list[int] = []
             first = offset = 0
             for index in range(parquet.metadata.num_row_groups):
@@ -309,28 +370,71 @@ class _PartitionReader:
                         first = offset  # file row where the data read starts
                     groups.append(index)
                 offset += rows
-            data = parquet.read_row_groups(groups, columns=self.target.names, use_threads=True)
-        data = data.slice(piece.start - first, piece.stop - piece.start)
-        return data if data.schema == self.target else data.cast(self.target, safe=True)
+            read_rows = sum(parquet.metadata.row_group(i).num_rows for i in groups)
+
+            def read(names: list[str]) -> pa.Table:
+                data = parquet.read_row_groups(groups, columns=names, use_threads=True)
+                data = data.slice(piece.start - first, piece.stop - piece.start)
+                want = pa.schema([self.target.field(name) for name in names])
+                return data if data.schema == want else data.cast(want, safe=True)
+
+            for names in self._column_groups(read_rows):
+                data = read(names)
+                if ROW_HASH_COLUMN in names and not self.spec.key and stored_hashes(data) is None:
+                    data = read(self.target.names)  # no stored hash: split by the whole row
+                yield 0, data
+
+    def _column_groups(self, rows: int) -> list[list[str]]:
+        """Features in groups of about READ_GROUP_BYTES decoded, then everything else.
+
+        The last group carries the label, the stored row hash and any key columns,
+        which is all a split needs unless a stored hash is missing.
+        """
+        features = list(self.spec.features)
+        per = max(1, READ_GROUP_BYTES // (8 * max(rows, 1)))
+        groups = [features[i : i + per] for i in range(0, len(features), per)]
+        rest = [name for name in self.target.names if name not in self.spec.features]
+        groups.append(rest)
+        return groups
 
     def _planned(self) -> tuple[dict[str, FileScanTask], object]:
+        table = self.table()
         with self._lock:
             if self._scan is None:
-                scan = self.table.scan(
+                scan = table.scan(
                     snapshot_id=self.plan.snapshot_id, selected_fields=tuple(self.spec.columns)
                 )
                 tasks = {t.file.file_path: t for t in scan.plan_files()}
-                self._scan = (tasks, _arrow_scan(self.table, scan))
+                self._scan = (tasks, _arrow_scan(table, scan))
             return self._scan
+
+
+def _local_path(uri: str) -> str | None:
+    """The filesystem path of a ``file://`` URI or a bare absolute path, else None."""
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    return uri if uri.startswith("/") else None
+
+
+def _pooled(shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
+    """An uninitialised array in memory from Arrow's pool, where the decoded columns live.
+
+    The pool keeps freed memory for reuse, so a process that loads again (a tuning
+    trial on a new snapshot, a benchmark round) writes into pages it already has
+    instead of faulting in fresh zeroed ones; a first load costs the same as numpy's.
+    """
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer(pa.allocate_buffer(size), dtype=dtype).reshape(shape)
 
 
 def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays:
     """Every row of rank ``rank``'s partition, and each split's row positions.
 
-    The output arrays are allocated once, sized from the plan; pieces are read on a
-    small thread pool (Parquet decoding and numpy release the GIL), each converted
-    batch by batch into its own slot. Only pieces with row-level deletes can come
-    up short of their planned size; the gaps they leave are closed at the end.
+    The output arrays are allocated once, sized from the plan, features
+    feature-major (see :class:`SplitArrays`); pieces are read on a small thread
+    pool (Parquet decoding and numpy release the GIL), each cast batch by batch
+    into its own columns. Only pieces with row-level deletes can come up short of
+    their planned size; the gaps they leave are closed at the end.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -339,34 +443,40 @@ def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays
     starts = [0]
     for piece in pieces:
         starts.append(starts[-1] + piece.stop - piece.start)
-    features = np.empty((starts[-1], len(spec.features)), np.float32)
-    labels = np.empty(starts[-1], np.int64)
+    block = _pooled((len(spec.features), starts[-1]), np.float32)
+    labels = _pooled((starts[-1],), np.int64)
     codes = np.empty(starts[-1], np.int8)
 
-    def fill(slot: int, batches: Iterator[pa.RecordBatch]) -> int:
-        at, end = starts[slot], starts[slot + 1]
-        for batch in batches:
-            stop = at + batch.num_rows
-            if stop > end:
+    def fill(slot: int, parts: Iterator[Part]) -> int:
+        """Write one piece's parts into its slot; returns the rows it covered."""
+        covered = 0
+        for offset, part in parts:
+            at = starts[slot] + offset
+            stop = at + part.num_rows
+            if stop > starts[slot + 1]:
                 raise CnaiError(
                     f"table {plan.table}: data file {pieces[slot].file_path} holds more rows "
                     "than the snapshot's manifests record"
                 )
-            feature_matrix(batch, spec, features[at:stop])
-            labels[at:stop] = class_indices(batch, spec)
-            codes[at:stop] = assign_splits(batch, spec)
-            at = stop
-        return at - starts[slot]
+            names = part.schema.names
+            copy_features(part, spec, block[:, at:stop])
+            if spec.label in names:
+                labels[at:stop] = class_indices(part, spec)
+            if ROW_HASH_COLUMN in names:
+                codes[at:stop] = assign_splits(part, spec)
+            covered = max(covered, offset + part.num_rows)
+        return covered
 
     filled: list[int] = []
     if pieces:
         reader = _PartitionReader(settings, plan)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, min(len(pieces), 4, cpus or 1))
+        # Two threads a core: one decoding while another casts (measured best on 2 cores).
+        threads = max(1, min(len(pieces), 2 * (cpus or 1), 8))
         with ThreadPoolExecutor(threads, thread_name_prefix="cnai-read") as pool:
-            filled = list(pool.map(fill, range(len(pieces)), map(reader.batches, pieces)))
+            filled = list(pool.map(fill, range(len(pieces)), map(reader.parts, pieces)))
     if any(f < p.stop - p.start for f, p in zip(filled, pieces, strict=True)):
         kept = np.concatenate([np.arange(s, s + f) for s, f in zip(starts, filled, strict=False)])
-        features, labels, codes = features[kept], labels[kept], codes[kept]
+        block, labels, codes = block[:, kept], labels[kept], codes[kept]
     index = {name: np.flatnonzero(codes == code) for name, code in SPLIT_CODES.items()}
-    return SplitArrays(features, labels, index)
+    return SplitArrays(block.T, labels, index)

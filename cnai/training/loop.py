@@ -274,7 +274,9 @@ class EpochLoop:
         self.config = config
         self.collective = collective
         self.device = device
-        self.features = _tensor(data.features, device).reshape(-1, *spec.feature_shape)
+        # Feature-major storage is kept as it is: splitting the feature axis into the
+        # model's shape is a view, and each batch's row gather makes a dense copy.
+        self.features = torch.from_numpy(data.features).to(device).reshape(-1, *spec.feature_shape)
         self.labels = _tensor(data.labels, device)
         self.rows = {split: _tensor(rows, device) for split, rows in data.index.items()}
         self.optimizer = torch.optim.Adam(
