@@ -12,7 +12,7 @@ import yaml
 
 from cnai.catalog import ensure_table, load_table, open_catalog
 from cnai.config import Settings, load_settings
-from cnai.errors import UsageError
+from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 from cnai.training.checkpoint import KEEP, load_latest, save_checkpoint
 from cnai.training.data import load_partition, plan_partitions, read_split
@@ -264,3 +264,25 @@ def test_files_without_a_usable_row_hash_split_by_the_row_key(tmp_home: Path) ->
         ours, theirs = rows[rows < half], rows[rows >= half] - half
         assert np.array_equal(ours, theirs)  # same rows, so the same split
         assert len(ours) > 0
+
+
+@pytest.mark.parametrize(
+    ("classes", "labels", "expected"),
+    [
+        (tuple(range(10)), [3, 0, 9], [3, 0, 9]),  # 0..k-1: labels are their own index
+        ((7, 3, 5), [5, 7, 3], [2, 0, 1]),  # any other classes: position in the list
+        (("cat", "dog"), ["dog", "cat"], [1, 0]),
+    ],
+)
+def test_labels_become_class_indices(
+    classes: tuple[int | str, ...], labels: list[int | str], expected: list[int]
+) -> None:
+    from cnai.config import DatasetSpec
+    from cnai.training.data import class_indices
+
+    spec = DatasetSpec(classes=classes)
+    batch = pa.table({spec.label: labels})
+    assert class_indices(batch, spec).tolist() == expected
+    outside = pa.table({spec.label: [*labels, 10 if isinstance(labels[0], int) else "emu"]})
+    with pytest.raises(CnaiError, match="outside the declared classes"):
+        class_indices(outside, spec)
