@@ -352,8 +352,13 @@ class _PartitionReader:
             raise CnaiError(
                 f"table {self.plan.table}: data file {piece.file_path} is gone ({exc})"
             ) from exc
-        parquet = pq.ParquetFile(handle)
-        if not set(self.target.names) <= set(parquet.schema_arrow.names):
+        try:
+            parquet = pq.ParquetFile(handle)
+            usable = set(self.target.names) <= set(parquet.schema_arrow.names)
+        except BaseException:
+            handle.close()
+            raise
+        if not usable:
             handle.close()
             return None
         return self._read_groups(handle, parquet, piece)
@@ -362,15 +367,15 @@ class _PartitionReader:
         """Column groups of the row groups overlapping ``piece``, sliced to its rows."""
         with handle:
             groups: list[int] = []
-            first = offset = 0
+            first = offset = read_rows = 0
             for index in range(parquet.metadata.num_row_groups):
                 rows = parquet.metadata.row_group(index).num_rows
                 if offset < piece.stop and offset + rows > piece.start:
                     if not groups:
                         first = offset  # file row where the data read starts
                     groups.append(index)
+                    read_rows += rows
                 offset += rows
-            read_rows = sum(parquet.metadata.row_group(i).num_rows for i in groups)
 
             def read(names: list[str]) -> pa.Table:
                 data = parquet.read_row_groups(groups, columns=names, use_threads=True)
