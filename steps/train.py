@@ -75,9 +75,9 @@ def run_trial(
     """Train one configuration in this process (one worker), for hyperparameter tuning.
 
     Runs the same epoch loop as :func:`train`; calls ``report(epoch, {"val_accuracy",
-    "val_loss", "train_loss"})`` after each epoch and stops early when it returns
-    True. Logs nothing to MLflow. Returns the last epoch's metrics plus
-    ``epochs_completed``.
+    "val_loss", "train_loss"}, epochs)`` after each epoch (``epochs``: how many this
+    configuration trains unless stopped) and stops early when it returns True.
+    Logs nothing to MLflow. Returns the last epoch's metrics plus ``epochs_completed``.
     """
     config = make_config(hparams, settings)
     return run_single(config, settings, report, table=table, snapshot_id=snapshot_id)

@@ -98,13 +98,16 @@ def test_unknown_snapshot_and_empty_table_are_usage_errors(tmp_home: Path) -> No
 def test_run_trial_reports_each_epoch_and_stops_early(digits_home: Path) -> None:
     settings = _settings(digits_home)
     seen: list[tuple[int, dict[str, float]]] = []
+    planned: set[int] = set()
 
-    def report(epoch: int, metrics: dict[str, float]) -> bool:
+    def report(epoch: int, metrics: dict[str, float], epochs: int) -> bool:
         seen.append((epoch, metrics))
+        planned.add(epochs)
         return epoch == 2  # stop after the third epoch
 
     result = run_trial({"epochs": 10, "lr": 0.003}, settings=settings, report=report)
     assert [e for e, _ in seen] == [0, 1, 2]
+    assert planned == {10}  # every report says how long the run would have gone on
     assert all(set(m) == {"val_accuracy", "val_loss", "train_loss"} for _, m in seen)
     assert seen[2][1]["train_loss"] < seen[0][1]["train_loss"]
     assert result["epochs_completed"] == 3
@@ -115,13 +118,13 @@ def test_run_trial_reports_each_epoch_and_stops_early(digits_home: Path) -> None
 def test_run_trial_is_reproducible_and_respects_hyperparameters(digits_home: Path) -> None:
     settings = _settings(digits_home)
     hparams = {"epochs": 2, "channels": 4, "hidden": 16, "dropout": 0.0, "batch_size": 128}
-    a = run_trial(hparams, settings=settings, report=lambda e, m: None)
-    b = run_trial(hparams, settings=settings, report=lambda e, m: None)
+    a = run_trial(hparams, settings=settings, report=lambda e, m, n: None)
+    b = run_trial(hparams, settings=settings, report=lambda e, m, n: None)
     assert a == b
     with pytest.raises(UsageError, match="channels and hidden"):
-        run_trial({"channels": 0}, settings=settings, report=lambda e, m: None)
+        run_trial({"channels": 0}, settings=settings, report=lambda e, m, n: None)
     with pytest.raises(UsageError, match="--lr"):
-        run_trial({"lr": -1.0}, settings=settings, report=lambda e, m: None)
+        run_trial({"lr": -1.0}, settings=settings, report=lambda e, m, n: None)
 
 
 def test_pluggable_model_and_columns(tmp_home: Path) -> None:
@@ -152,11 +155,11 @@ def test_pluggable_model_and_columns(tmp_home: Path) -> None:
     settings = _settings(tmp_home)
     ingest(str(landing), settings=settings, progress=Progress(quiet=True))
     result = run_trial(
-        {"epochs": 5, "lr": 0.05}, settings=settings, report=lambda epoch, metrics: None
+        {"epochs": 5, "lr": 0.05}, settings=settings, report=lambda epoch, metrics, epochs: None
     )
     assert result["val_accuracy"] > 0.9
     with pytest.raises(UsageError, match="no hyperparameter 'channels'"):
-        run_trial({"channels": 8}, settings=settings, report=lambda e, m: None)
+        run_trial({"channels": 8}, settings=settings, report=lambda e, m, n: None)
 
 
 def test_checkpoints_roundtrip_and_keep_the_newest(tmp_path: Path) -> None:

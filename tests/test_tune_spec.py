@@ -334,6 +334,32 @@ def test_medianstop_scheduler_excludes_the_trials_it_stopped() -> None:
     assert list(scheduler.rule.completed) == ["good"]
 
 
+def test_medianstop_never_stops_a_trial_at_its_last_step() -> None:
+    from ray.tune.schedulers import TrialScheduler
+
+    class FakeTrial:
+        def __init__(self, trial_id: str) -> None:
+            self.trial_id = trial_id
+
+    scheduler = MedianStopScheduler(MedianStopRule(1, 1, "max"), "val_accuracy", "epoch", "planned")
+    good, late, early = FakeTrial("good"), FakeTrial("late"), FakeTrial("early")
+    for epoch, value in enumerate([0.8, 0.9], start=1):
+        scheduler.on_trial_result(None, good, {"val_accuracy": value, "epoch": epoch, "planned": 2})
+    scheduler.on_trial_complete(None, good, {})
+    # Below the bar at step 2, but step 2 is its last: it ran all its epochs, so it
+    # completes as succeeded and joins the median instead of being labelled stopped.
+    result = {"val_accuracy": 0.8, "epoch": 1, "planned": 2}
+    assert scheduler.on_trial_result(None, late, result) == TrialScheduler.CONTINUE
+    result = {"val_accuracy": 0.5, "epoch": 2, "planned": 2}
+    assert scheduler.on_trial_result(None, late, result) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, late, {})
+    # The same value one step before a longer trial's end is stopped.
+    result = {"val_accuracy": 0.5, "epoch": 2, "planned": 3}
+    assert scheduler.on_trial_result(None, early, result) == TrialScheduler.STOP
+    assert scheduler.early_stopped == {"early"}
+    assert set(scheduler.rule.completed) == {"good", "late"}
+
+
 # --- Katib export -------------------------------------------------------------------------
 
 

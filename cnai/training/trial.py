@@ -11,8 +11,10 @@ from cnai.config import Settings
 from cnai.training.data import SplitArrays, load_partition, plan_partitions
 from cnai.training.loop import Collective, EpochLoop, TrainConfig, build_model, check_model
 
-Report = Callable[[int, dict[str, float]], "bool | None"]
-"""Called after each epoch with (epoch, metrics); returning True stops the trial."""
+Report = Callable[[int, dict[str, float], int], "bool | None"]
+"""Called after each epoch with (epoch, metrics, epochs): the 0-based epoch, its
+metrics and the number of epochs the run trains unless stopped; returning True
+stops the trial."""
 
 _CACHE: dict[tuple[Any, ...], SplitArrays] = {}
 _CACHE_LOCK = threading.Lock()
@@ -71,7 +73,7 @@ def run_single(
             metrics = loop.run_epoch(epoch).as_dict()
             last = metrics
             completed = epoch + 1
-            if report(epoch, dict(metrics)):
+            if report(epoch, dict(metrics), config.epochs):
                 break
     finally:
         torch.set_num_threads(threads)

@@ -10,7 +10,9 @@ trial's running average of the objective over steps ``1..s`` — once at least
 - "completed" means succeeded: trials that were early-stopped, failed or killed do
   not enter the median (as in Katib, which reads only succeeded trials' logs);
 - a completed trial with fewer than ``s`` steps contributes its average over all
-  its steps.
+  its steps;
+- a trial is never stopped at its own last step: it has done all its work by then,
+  so it ends as succeeded and joins the median.
 
 How Ray Tune's own ``MedianStoppingRule`` differs, and why it is not used: it
 compares the trial's *best* value so far (not its value at ``s``); its median is
@@ -71,11 +73,18 @@ class MedianStopRule:
 class MedianStopScheduler(FIFOScheduler):
     """Ray Tune scheduler applying :class:`MedianStopRule` to every reported result.
 
-    ``metric`` is the per-step objective in each result and ``step_key`` the step
-    (1-based epoch). Trials it stopped are listed in :attr:`early_stopped`.
+    ``metric`` is the per-step objective in each result, ``step_key`` the step
+    (1-based epoch) and ``planned_key``, when a result has it, the trial's last step.
+    Trials it stopped are listed in :attr:`early_stopped`.
     """
 
-    def __init__(self, rule: MedianStopRule, metric: str, step_key: str = "epoch") -> None:
+    def __init__(
+        self,
+        rule: MedianStopRule,
+        metric: str,
+        step_key: str = "epoch",
+        planned_key: str | None = None,
+    ) -> None:
         super().__init__()
         self.rule = rule
         """The rule's state."""
@@ -83,6 +92,8 @@ class MedianStopScheduler(FIFOScheduler):
         """Result key of the objective at this step."""
         self.step_key = step_key
         """Result key of the step number."""
+        self.planned_key = planned_key
+        """Result key of the trial's last step number (None: unknown)."""
         self.history: dict[str, list[float]] = {}
         """Objective per step of every trial seen."""
         self.early_stopped: set[str] = set()
@@ -94,7 +105,11 @@ class MedianStopScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         value = float(result[self.objective_key])
         self.history.setdefault(trial.trial_id, []).append(value)
-        if self.rule.should_stop(int(result[self.step_key]), value):
+        step = int(result[self.step_key])
+        planned = result.get(self.planned_key) if self.planned_key else None
+        if planned is not None and step >= int(planned):
+            return TrialScheduler.CONTINUE  # its last step: nothing left to save
+        if self.rule.should_stop(step, value):
             self.early_stopped.add(trial.trial_id)
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

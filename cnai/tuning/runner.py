@@ -35,6 +35,8 @@ OBJECTIVE_KEY = "cnai_objective"
 """Result key: the trial's objective so far, extracted by the metric strategy."""
 STEP_KEY = "epoch"
 """Result key: the 1-based step (epoch) of a report."""
+PLANNED_KEY = "cnai_steps_planned"
+"""Result key: how many steps the trial runs unless stopped (its last step's number)."""
 DEFAULT_TRIAL_FN = "steps.train:run_trial"
 
 SUCCEEDED, EARLY_STOPPED, FAILED, KILLED, RUNNING = (
@@ -143,11 +145,12 @@ def _trainable(
     run = _resolve(trial_fn)
     values: list[float] = []
 
-    def report(epoch: int, metrics: dict[str, float]) -> None:
+    def report(epoch: int, metrics: dict[str, float], epochs: int) -> None:
         # Steps are counted here (1-based), whatever numbering the train step uses.
         values.append(float(metrics[objective.metric]))
         result = {k: float(v) for k, v in metrics.items()}
         result[STEP_KEY] = len(values)
+        result[PLANNED_KEY] = epochs
         result[OBJECTIVE_KEY] = objective.extract(objective.metric, values)
         tune.report(result)
 
@@ -341,7 +344,7 @@ def run_experiment(
             experiment.early_stopping.start_step,
             experiment.objective.mode,
         )
-        scheduler = MedianStopScheduler(rule, experiment.objective.metric, STEP_KEY)
+        scheduler = MedianStopScheduler(rule, experiment.objective.metric, STEP_KEY, PLANNED_KEY)
         state.early_stopped = scheduler.early_stopped
     else:
         from ray.tune.schedulers import FIFOScheduler

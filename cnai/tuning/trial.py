@@ -79,7 +79,7 @@ def run(
     hparams = parse_hparams(args.hparam, HYPERPARAMETERS)
     steps = 0
 
-    def report(epoch: int, metrics: dict[str, float]) -> None:
+    def report(epoch: int, metrics: dict[str, float], epochs: int) -> None:
         nonlocal steps
         steps += 1
         print(metrics_line(steps, metrics), file=stream, flush=True)
