@@ -315,12 +315,15 @@ def test_medianstop_minimize_and_short_completed_trials() -> None:
     assert rule.should_stop(5, 0.8) and not rule.should_stop(5, 0.7)
 
 
+class FakeTrial:
+    """What the scheduler reads of a Ray Tune trial: its id."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
 def test_medianstop_scheduler_excludes_the_trials_it_stopped() -> None:
     from ray.tune.schedulers import TrialScheduler
-
-    class FakeTrial:
-        def __init__(self, trial_id: str) -> None:
-            self.trial_id = trial_id
 
     scheduler = MedianStopScheduler(MedianStopRule(1, 1, "max"), "val_accuracy")
     good, bad = FakeTrial("good"), FakeTrial("bad")
@@ -336,10 +339,6 @@ def test_medianstop_scheduler_excludes_the_trials_it_stopped() -> None:
 
 def test_medianstop_never_stops_a_trial_at_its_last_step() -> None:
     from ray.tune.schedulers import TrialScheduler
-
-    class FakeTrial:
-        def __init__(self, trial_id: str) -> None:
-            self.trial_id = trial_id
 
     scheduler = MedianStopScheduler(MedianStopRule(1, 1, "max"), "val_accuracy", "epoch", "planned")
     good, late, early = FakeTrial("good"), FakeTrial("late"), FakeTrial("early")
