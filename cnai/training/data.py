@@ -119,19 +119,19 @@ def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.nda
         # Classes 0..k-1: a label is its own index; only the range needs checking.
         values = labels.to_numpy().astype(np.int64, copy=False)
         if len(values) and (values.min() < 0 or values.max() >= len(spec.classes)):
-            raise CnaiError(
-                f"table {spec.table}: column {spec.label!r} holds values outside the declared "
-                "classes"
-            )
+            raise _outside_classes(spec)
         return values
     positions = pc.index_in(labels, value_set=pa.array(list(spec.classes), type=labels.type))
     if positions.null_count:
-        raise CnaiError(
-            f"table {spec.table}: column {spec.label!r} holds values outside the declared classes"
-        )
-    if isinstance(positions, pa.ChunkedArray):
-        positions = positions.combine_chunks()
+        raise _outside_classes(spec)
     return positions.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _outside_classes(spec: DatasetSpec) -> CnaiError:
+    """The error for labels that are not among ``spec.classes``."""
+    return CnaiError(
+        f"table {spec.table}: column {spec.label!r} holds values outside the declared classes"
+    )
 
 
 def copy_features(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, out: np.ndarray) -> None:
