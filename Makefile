@@ -7,10 +7,11 @@ PIP_VERSION := 26.3
 
 .PHONY: run test lint typecheck unit bench chart clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/install_k8s_tools.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python scripts/install_k8s_tools.py
 	touch $(STAMP)
 
 ## run: set up, then run the main job locally (the retrain pipeline on the default data)
