@@ -1,14 +1,23 @@
-"""``cnai lint``: offline checks of Argo Workflow/WorkflowTemplate YAML.
+"""``cnai lint``: offline, strict checks of Kubernetes YAML by kind.
 
-Three layers, each reporting ``<file>: <field path>: <problem>``:
+Every document is validated against a schema the project installs, so the verdict is
+the same on every machine (a checkout needs no copy of the upstream schemas):
 
-1. :mod:`cnai.lint.roundtrip` - strict round-trip through Hera's Argo models: a
-   field that does not survive (a typo such as ``retryStategy``) is an error;
-2. :mod:`cnai.lint.semantic` - referenced templates exist, DAG dependencies exist
-   and are acyclic, every ``{{...}}`` reference resolves, memoize keys are
-   well-formed, ``when`` expressions parse, RayJob manifests are valid against the
-   KubeRay CRD schema (when the schemas folder is present);
-3. :mod:`cnai.lint.schema` - the upstream Argo JSON schema, when present.
+- Argo Workflows kinds (Workflow, WorkflowTemplate, CronWorkflow,
+  ClusterWorkflowTemplate) and Argo Events kinds (EventSource, Sensor, EventBus):
+  strict schemas derived from Hera's generated models and corrected to the v4.1 /
+  v1.9 wire format (:mod:`cnai.lint.derived`); a Sensor's ``argoWorkflow`` trigger's
+  embedded Workflow is checked as a Workflow;
+- Workflows also get the semantic checks of :mod:`cnai.lint.semantic` (references,
+  DAG, memoize keys, ``when``, embedded RayJob manifests);
+- KubeRay ``ray.io/v1`` RayJob: the project's RayJob subset of KubeRay v1.7.0's CRD
+  (:mod:`cnai.lint.rayjob`);
+- every other kind: the Kubernetes 1.35 strict schema from kubernetes-validate
+  (:mod:`cnai.lint.core`); a kind none of these knows is an error.
+
+Optionally (``schemas_dir``), documents are also validated against the upstream
+schema files themselves (:mod:`cnai.lint.schema`), as a cross-check.
+Each finding reads ``<file>: <field path>: <problem>``.
 """
 
 from __future__ import annotations
@@ -35,22 +44,67 @@ class Problem:
         return f"{self.source}: {self.path}: {self.message}"
 
 
-def lint_document(doc: Any, source: str, schemas_dir: Path | None = None) -> list[Problem]:
-    """Every problem of one parsed document."""
-    from cnai.lint.roundtrip import roundtrip_problems
-    from cnai.lint.schema import argo_schema_problems
-    from cnai.lint.semantic import semantic_problems
+def _embedded_workflows(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for i, trigger in enumerate((doc.get("spec") or {}).get("triggers") or []):
+        if not isinstance(trigger, dict):
+            continue
+        workflow = (trigger.get("template") or {}).get("argoWorkflow") or {}
+        resource = (workflow.get("source") or {}).get("resource")
+        if isinstance(resource, dict):
+            found.append((f"spec.triggers[{i}].template.argoWorkflow.source.resource", resource))
+    return found
+
+
+def document_problems(doc: Any, schemas_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(path, problem) of one parsed Kubernetes object, dispatched by its kind."""
+    from cnai.lint.core import SchemaNotFoundError, core_problems
+    from cnai.lint.derived import EVENT_KINDS, WORKFLOW_KINDS, argo_problems
 
     if not isinstance(doc, dict):
-        return [Problem(source, "(document)", "expected a YAML mapping")]
-    kind = doc.get("kind")
-    if kind not in ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"):
-        return [Problem(source, "kind", f"{kind!r} is not an Argo workflow kind")]
-    found = [Problem(source, p, m) for p, m in roundtrip_problems(doc)]
-    found += [Problem(source, p, m) for p, m in semantic_problems(doc, schemas_dir)]
-    if schemas_dir is not None:
-        found += [Problem(source, p, m) for p, m in argo_schema_problems(doc, schemas_dir)]
-    return found
+        return [("(document)", "expected a YAML mapping")]
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not kind:
+        return [("kind", "required: the object's kind (e.g. WorkflowTemplate)")]
+    if not isinstance(api_version, str) or not api_version:
+        return [("apiVersion", f"required for {kind}")]
+    if kind in WORKFLOW_KINDS:
+        from cnai.lint.semantic import semantic_problems
+
+        found = argo_problems(doc) + semantic_problems(doc, schemas_dir)
+        if schemas_dir is not None:
+            from cnai.lint.schema import argo_schema_problems
+
+            found += argo_schema_problems(doc, schemas_dir)
+        return found
+    if kind in EVENT_KINDS:
+        found = argo_problems(doc)
+        for where, resource in _embedded_workflows(doc):
+            found += argo_problems(resource, where)
+        if schemas_dir is not None:
+            from cnai.lint.schema import events_schema_problems
+
+            found += events_schema_problems(doc, schemas_dir)
+        return found
+    if kind == "RayJob" and api_version.startswith("ray.io/"):
+        from cnai.lint.rayjob import rayjob_problems
+
+        return rayjob_problems(doc)
+    try:
+        return core_problems(doc)
+    except SchemaNotFoundError:
+        return [
+            (
+                "kind",
+                f"no schema for {api_version} {kind}: cnai lint knows Argo Workflows and "
+                "Events kinds, KubeRay ray.io/v1 RayJob and Kubernetes 1.35 kinds",
+            )
+        ]
+
+
+def lint_document(doc: Any, source: str, schemas_dir: Path | None = None) -> list[Problem]:
+    """Every problem of one parsed document."""
+    return [Problem(source, p, m) for p, m in document_problems(doc, schemas_dir)]
 
 
 def lint_text(text: str, source: str, schemas_dir: Path | None = None) -> list[Problem]:

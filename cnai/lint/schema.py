@@ -1,8 +1,14 @@
-"""Validation against the upstream schemas in ``../shared/schemas``.
+"""Cross-check against the upstream schema files themselves (optional).
 
-- Argo Workflows v4.1 JSON schema: a document is validated against its kind's own
-  definition; Argo declares IntOrString as string only (closed upstream as
-  won't-fix), so integers are allowed there, as the schemas' SOURCES.txt advises.
+``cnai lint`` validates from what the project installs (:mod:`cnai.lint.derived`,
+:mod:`cnai.lint.core`, :mod:`cnai.lint.rayjob`). Where a copy of the upstream schemas
+is available (``cnai lint --schemas DIR``, tests with ``$CNAI_SHARED_SCHEMAS``), the
+documents are validated against them too, as the upstream projects publish them:
+
+- Argo Workflows v4.1 and Argo Events v1.9 JSON schemas: a document is validated
+  against its kind's own definition; Argo declares IntOrString as string only (closed
+  upstream as won't-fix), so integers are allowed there, as the schemas' SOURCES.txt
+  advises. These schemas do not forbid unknown fields.
 - KubeRay v1.7 RayJob CRD: a RayJob manifest is validated against the CRD's
   ``openAPIV3Schema`` for ``ray.io/v1``.
 """
@@ -16,55 +22,67 @@ from typing import Any
 
 import yaml
 
-ARGO_SCHEMA = "argo-workflows-v4.1.schema.json"
-RAYJOB_CRD = "kuberay-v1.7-rayjob-crd.yaml"
-_DEFINITION = "io.argoproj.workflow.v1alpha1.{kind}"
+from cnai.lint.upstream_diff import EVENTS_SCHEMA, RAYJOB_CRD, WORKFLOWS_SCHEMA
+from cnai.lint.validation import schema_problems
+
+ARGO_SCHEMA = WORKFLOWS_SCHEMA
+"""File name of the Argo Workflows schema in the upstream folder."""
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_EVENTS_DEFINITIONS = {
+    "EventBus": "io.argoproj.events.v1alpha1.EventBus",
+    "EventSource": "io.argoproj.events.v1alpha1.EventSource",
+    "Sensor": "io.argoproj.events.v1alpha1.Sensor",
+}
 
 
 @lru_cache(maxsize=4)
-def _argo_definitions(path: str) -> dict[str, Any]:
+def _definitions(path: str) -> dict[str, Any]:
     schema = json.loads(Path(path).read_text())
     definitions = dict(schema["definitions"])
     definitions[_INT_OR_STRING] = {"type": ["string", "integer"]}
     return definitions
 
 
-def _errors(schema: dict[str, Any], instance: Any) -> list[tuple[str, str]]:
+@lru_cache(maxsize=16)
+def _validator(path: str, name: str) -> Any:
     import jsonschema
 
-    validator = jsonschema.Draft7Validator(schema)
-    found = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        path = ""
-        for part in error.absolute_path:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        found.append((path or "(document)", f"schema: {error.message}"))
-    return found
+    root = {"$ref": f"#/definitions/{name}", "definitions": _definitions(path)}
+    return jsonschema.Draft7Validator(root)
+
+
+def _upstream(doc: dict[str, Any], path: Path, name: str) -> list[tuple[str, str]]:
+    if not path.is_file():
+        return [("(document)", f"upstream schema {path} not found")]
+    if name not in _definitions(str(path)):
+        return [("kind", f"no upstream schema definition {name}")]
+    return [(p, f"upstream {m}") for p, m in schema_problems(_validator(str(path), name), doc)]
 
 
 def argo_schema_problems(doc: dict[str, Any], schemas_dir: Path) -> list[tuple[str, str]]:
-    """Problems of ``doc`` against the Argo schema (none when the schema is absent)."""
-    path = schemas_dir / ARGO_SCHEMA
-    if not path.is_file():
-        return []
-    definitions = _argo_definitions(str(path))
-    name = _DEFINITION.format(kind=doc.get("kind"))
-    if name not in definitions:
-        return [("kind", f"no schema definition {name}")]
-    return _errors({"$ref": f"#/definitions/{name}", "definitions": definitions}, doc)
+    """Problems of an Argo Workflows object against the upstream Argo v4.1 schema."""
+    name = f"io.argoproj.workflow.v1alpha1.{doc.get('kind')}"
+    return _upstream(doc, schemas_dir / WORKFLOWS_SCHEMA, name)
+
+
+def events_schema_problems(doc: dict[str, Any], schemas_dir: Path) -> list[tuple[str, str]]:
+    """Problems of an Argo Events object against the upstream Argo Events v1.9 schema."""
+    name = _EVENTS_DEFINITIONS.get(str(doc.get("kind")), str(doc.get("kind")))
+    return _upstream(doc, schemas_dir / EVENTS_SCHEMA, name)
 
 
 @lru_cache(maxsize=4)
-def _rayjob_schema(path: str) -> dict[str, Any]:
+def _rayjob_validator(path: str) -> Any:
+    import jsonschema
+
     crd = yaml.safe_load(Path(path).read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return dict(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(dict(version["schema"]["openAPIV3Schema"]))
 
 
 def rayjob_schema_problems(manifest: Any, schemas_dir: Path) -> list[tuple[str, str]]:
-    """Problems of a RayJob manifest against the KubeRay CRD (none when absent)."""
+    """Problems of a RayJob manifest against the upstream KubeRay v1.7 CRD."""
     path = schemas_dir / RAYJOB_CRD
     if not path.is_file():
-        return []
-    return _errors(_rayjob_schema(str(path)), manifest)
+        return [("(document)", f"upstream CRD {path} not found")]
+    return schema_problems(_rayjob_validator(str(path)), manifest)

@@ -9,7 +9,9 @@
 - ``when`` and ``depends`` expressions parse;
 - memoize keys have Argo's key format once references are filled, ``maxAge`` is a
   duration and the cache ConfigMap name is valid;
-- RayJob manifests parse and are valid against the KubeRay CRD schema.
+- RayJob manifests parse and are valid against the project's strict RayJob schema
+  (:mod:`cnai.lint.rayjob`), and against the upstream KubeRay CRD when a folder of
+  upstream schemas is given.
 """
 
 from __future__ import annotations
@@ -198,11 +200,16 @@ class _Checker:
         if not isinstance(manifest, dict):
             self.add(f"{path}.manifest", "must be one mapping")
             return
-        if manifest.get("kind") == "RayJob" and self.schemas_dir is not None:
-            from cnai.lint.schema import rayjob_schema_problems
+        if manifest.get("kind") == "RayJob":
+            from cnai.lint.rayjob import rayjob_problems
 
-            for sub, message in rayjob_schema_problems(manifest, self.schemas_dir):
+            for sub, message in rayjob_problems(manifest):
                 self.add(f"{path}.manifest:{sub}", f"RayJob {message}")
+            if self.schemas_dir is not None:
+                from cnai.lint.schema import rayjob_schema_problems
+
+                for sub, message in rayjob_schema_problems(manifest, self.schemas_dir):
+                    self.add(f"{path}.manifest:{sub}", f"RayJob upstream CRD {message}")
 
 
 def _cycle(deps: dict[str, list[str]]) -> list[str]:
@@ -222,6 +229,8 @@ def _closure(name: str, deps: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def semantic_problems(doc: dict[str, Any], schemas_dir: Path | None) -> list[tuple[str, str]]:
+def semantic_problems(
+    doc: dict[str, Any], schemas_dir: Path | None = None
+) -> list[tuple[str, str]]:
     """(path, problem) for every semantic problem of ``doc``."""
     return _Checker(doc, schemas_dir).run()
