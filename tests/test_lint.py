@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cnai.lint import lint_document
-from cnai.lint.schema import argo_schema_problems
+from cnai.lint.derived import argo_problems
 from pipelines.retrain import TEMPLATE_NAME, compile_manifests
 from tests.conftest import run_cli
 
@@ -34,17 +34,16 @@ def _paths(doc: dict[str, Any], schemas: Path | None = None) -> list[str]:
     return [f"{p.path}: {p.message}" for p in lint_document(doc, "t.yaml", schemas)]
 
 
-def test_compiled_template_validates_against_the_upstream_argo_schema(
-    compiled: dict[str, Any], schemas_dir: Path
+def test_compiled_template_validates_against_the_installed_strict_argo_schema(
+    compiled: dict[str, Any],
 ) -> None:
-    assert argo_schema_problems(compiled, schemas_dir) == []
+    """No upstream copy needed: the schema is derived from the installed Hera models."""
+    assert argo_problems(compiled) == []
+    assert _paths(compiled) == []
     # The schema really is applied: a wrong type anywhere is reported with its path.
     broken = copy.deepcopy(compiled)
     broken["spec"]["activeDeadlineSeconds"] = "soon"
-    assert any(
-        p.startswith("spec.activeDeadlineSeconds")
-        for p, _ in argo_schema_problems(broken, schemas_dir)
-    )
+    assert [p for p, _ in argo_problems(broken)] == ["spec.activeDeadlineSeconds"]
 
 
 def test_compiled_template_passes_lint_from_the_cli(tmp_path: Path, tmp_home: Path) -> None:
@@ -77,7 +76,7 @@ def test_typos_and_dangling_references_exit_2_with_every_path(
     )
 
 
-def test_semantic_checks(compiled: dict[str, Any], schemas_dir: Path) -> None:
+def test_semantic_checks(compiled: dict[str, Any]) -> None:
     doc = copy.deepcopy(compiled)
     templates = doc["spec"]["templates"]
     dag = next(t for t in templates if "dag" in t)["dag"]["tasks"]
@@ -92,7 +91,7 @@ def test_semantic_checks(compiled: dict[str, Any], schemas_dir: Path) -> None:
     )
     dag[2]["when"] = "{{tasks.ingest.outputs.parameters.needed}} == a-b"
     doc["spec"]["onExit"] = "missing-handler"
-    found = "\n".join(_paths(doc, schemas_dir))
+    found = "\n".join(_paths(doc))
     assert "dependency cycle" in found
     assert "template 'tuen' does not exist" in found
     assert "memoize.key: does not match Argo's cache key rule" in found
@@ -116,9 +115,11 @@ def test_not_a_workflow_and_bad_yaml(
 ) -> None:
     (tmp_path / "a.yaml").write_text("kind: ConfigMap\n")
     (tmp_path / "b.yaml").write_text("kind: [\n")
+    (tmp_path / "c.yaml").write_text("apiVersion: example.com/v1\nkind: Widget\n")
     code, _, stderr = cli(["lint", str(tmp_path)], tmp_home, capsys)
     assert code == 2
-    assert "a.yaml: kind: 'ConfigMap' is not an Argo workflow kind" in stderr
+    assert "a.yaml: apiVersion: required for ConfigMap" in stderr
     assert "b.yaml: (yaml): not valid YAML" in stderr
+    assert "c.yaml: kind: no schema for example.com/v1 Widget" in stderr
     code, _, stderr = cli(["lint", str(tmp_path / "nope.yaml")], tmp_home, capsys)
     assert code == 2 and "no such file" in stderr

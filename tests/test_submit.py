@@ -116,7 +116,7 @@ def exchanges() -> dict[str, list[dict[str, Any]]]:
 
 
 def test_submit_creates_the_template_then_submits(
-    tmp_home: Path, exchanges: dict[str, Any], schemas_dir: Path
+    tmp_home: Path, exchanges: dict[str, Any]
 ) -> None:
     with Replay(exchanges["create"]) as server:
         result = run_cli(
@@ -140,11 +140,12 @@ def test_submit_creates_the_template_then_submits(
     out = result.json()
     assert out["template"] == {"name": "cnai-retrain", "action": "created"}
     assert out["workflow"] == "cnai-retrain-x7k2p"
-    # What went over the wire is the compiled template, valid against Argo's schema.
-    from cnai.lint.schema import argo_schema_problems
+    # What went over the wire is the compiled template, valid against the strict
+    # Argo v4.1 schema cnai lint installs.
+    from cnai.lint.derived import argo_problems
 
     sent = server.seen[1]["json"]["template"]
-    assert argo_schema_problems(sent, schemas_dir) == []
+    assert argo_problems(sent) == []
     assert sent["spec"]["templates"] and sent["metadata"]["namespace"] == "cnai"
 
 

@@ -425,6 +425,10 @@ def rayjob_data(shared: Path) -> dict[str, Any]:
                 parent = parent["items"]
         parent["properties"][where[-1]] = {"$ref": f"k8s:{ref}"}
     for node in _nodes(schema):
+        props = node.get("properties") or {}
+        if "required" in node:  # the API server applies defaults before validating
+            node["required"] = [r for r in node["required"] if "default" not in props.get(r, {})]
+    for node in _nodes(schema):
         for key in _DROP_KEYS:
             node.pop(key, None)
     return {

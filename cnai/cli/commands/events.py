@@ -3,8 +3,9 @@
 - ``cnai events serve``: serve the EventSources' webhooks on 127.0.0.1 and start
   ``cnai run`` for every event the Sensor accepts (see cnai/events/server.py);
 - ``cnai events install-hook --repo PATH``: make ``git push`` to PATH deliver to it;
-- ``cnai events check``: load events/*.yaml as the gateway would, validate it against
-  the upstream schema (when ../shared/schemas is present) and round-trip it through Hera.
+- ``cnai events check``: load events/*.yaml as the gateway would and validate every
+  object strictly by kind (as ``cnai lint`` does); ``--schema FILE`` also validates
+  against an upstream argo-events JSON schema file.
 
 Settings come from flags, then the ``events`` section of the config file
 (``dir``, ``host``, ``port``, ``launcher``, ``params``), then defaults.
@@ -96,11 +97,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     check = sub.add_parser(
         "check",
         parents=[common],
-        help="check events/*.yaml: gateway load, upstream schema, Hera round-trip",
+        help="check events/*.yaml: gateway load, then strict validation by kind",
     )
     _add_events_dir(check)
     check.add_argument(
-        "--schema", help="argo-events JSON schema (default: ../shared/schemas when present)"
+        "--schema", help="also validate against this upstream argo-events JSON schema file"
     )
     check.set_defaults(handler=run_check)
 
@@ -243,12 +244,12 @@ def run_install_hook(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    """Handler: load the YAML like the gateway, then schema + Hera round-trip."""
+    """Handler: load the YAML like the gateway, then validate every object strictly."""
     from cnai.events.lint import lint_folder
 
     config = _config(ctx)
     spec = _spec(args, config)
-    schema = Path(args.schema) if args.schema else _default_schema()
+    schema = Path(args.schema) if args.schema else None
     if schema is not None and not schema.is_file():
         raise UsageError(f"--schema {schema}: no such file")
     problems = lint_folder(spec.directory, schema)
@@ -262,10 +263,3 @@ def run_check(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if problems:
         raise UsageError(f"{len(problems)} problem(s):\n" + "\n".join(problems), data=result)
     return result
-
-
-def _default_schema() -> Path | None:
-    repo = Path(__file__).resolve().parents[3]
-    root = Path(os.environ.get("CNAI_SHARED_SCHEMAS", repo.parent / "shared" / "schemas"))
-    path = root / "argo-events-v1.9.schema.json"
-    return path if path.is_file() else None

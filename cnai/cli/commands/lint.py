@@ -90,7 +90,7 @@ def _chart_problems(args: argparse.Namespace, schemas: Path | None) -> tuple[int
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: lint every file and the rendered chart; UsageError (exit 2) listing problems."""
-    from cnai.errors import UsageError
+    from cnai.errors import CnaiError, UsageError
     from cnai.lint import lint_text
 
     if not args.files and not args.chart:
@@ -104,17 +104,19 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     problems = []
     for path in files:
         problems += lint_text(path.read_text(), str(path), schemas)
-    rendered = 0
-    if args.chart:
-        rendered, chart_problems = _chart_problems(args, schemas)
-        problems += chart_problems
-    result = {
+    result: dict[str, Any] = {
         "files": [str(f) for f in files],
         "chart": args.chart,
-        "chart_objects": rendered,
+        "chart_objects": 0,
         "schemas": str(schemas) if schemas else None,
-        "problems": [str(p) for p in problems],
     }
+    if args.chart:
+        try:
+            result["chart_objects"], chart_problems = _chart_problems(args, schemas)
+        except CnaiError as exc:  # helm missing (exit 1) or the chart does not render (2)
+            raise type(exc)(str(exc), data={**result, "error": str(exc)}) from exc
+        problems += chart_problems
+    result["problems"] = [str(p) for p in problems]
     if problems:
         listed = "\n".join(str(p) for p in problems)
         raise UsageError(f"{len(problems)} problem(s):\n{listed}", data=result)
