@@ -80,7 +80,11 @@ def tmp_home(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def schemas_dir() -> Path:
-    """../shared/schemas; tests using it skip when it is absent."""
+    """The upstream schema files ($CNAI_SHARED_SCHEMAS or ../shared/schemas).
+
+    Only the cross-checks in tests/test_lint_upstream.py use it (they skip without a
+    copy); cnai lint and every other schema test validate from what the project installs.
+    """
     if not SCHEMAS.is_dir():
         pytest.skip(f"upstream schemas not present at {SCHEMAS}")
     return SCHEMAS

@@ -25,6 +25,8 @@ import yaml
 from cnai.lint.upstream_diff import EVENTS_SCHEMA, RAYJOB_CRD, WORKFLOWS_SCHEMA
 from cnai.lint.validation import schema_problems
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 1.4 MB
+
 ARGO_SCHEMA = WORKFLOWS_SCHEMA
 """File name of the Argo Workflows schema in the upstream folder."""
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
@@ -75,7 +77,7 @@ def events_schema_problems(doc: dict[str, Any], schemas_dir: Path) -> list[tuple
 def _rayjob_validator(path: str) -> Any:
     import jsonschema
 
-    crd = yaml.safe_load(Path(path).read_text())
+    crd = yaml.load(Path(path).read_text(), Loader=_LOADER)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return jsonschema.Draft7Validator(dict(version["schema"]["openAPIV3Schema"]))
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import yaml
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 1.4 MB
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 """Where the generated files live inside the package."""
 
@@ -405,7 +407,7 @@ def _prune(node: dict[str, Any], keep: tuple[str, ...] | None) -> dict[str, Any]
 def rayjob_data(shared: Path) -> dict[str, Any]:
     """The RayJob subset schema, cut from KubeRay v1.7.0's CRD in ``shared``."""
     path = shared / RAYJOB_CRD
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=_LOADER)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     root = version["schema"]["openAPIV3Schema"]
     schema = _prune(root, ("apiVersion", "kind", "metadata", "spec"))
