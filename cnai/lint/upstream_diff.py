@@ -206,16 +206,18 @@ class _Diff:
         }
 
     def walk(self, roots: dict[str, Any]) -> None:
-        stack = [
-            (schema, kind, f"{self.family.prefix}{kind}", True) for kind, schema in roots.items()
-        ]
+        stack = [(schema, kind, f"{self.family.prefix}{kind}") for kind, schema in roots.items()]
         seen: set[tuple[str, str]] = set()
         while stack:
-            hera, hera_name, up_name, is_root = stack.pop(0)
+            hera, hera_name, up_name = stack.pop(0)
             if (hera_name, up_name) in seen:
                 continue
             seen.add((hera_name, up_name))
-            self.pairs.setdefault(hera_name, up_name)
+            if self.pairs.setdefault(hera_name, up_name) != up_name:
+                raise ValueError(
+                    f"Hera's {hera_name} stands for both {self.pairs[hera_name]} and {up_name} "
+                    "upstream: corrections would be ambiguous"
+                )
             upstream = self.upstream[up_name]
             hera_props = hera.get("properties") or {}
             up_props = upstream.get("properties") or {}
@@ -244,12 +246,12 @@ class _Diff:
             for name in sorted(set(hera_props) & set(up_props)):
                 mine, theirs = _shape(hera_props[name]), _shape(up_props[name])
                 if mine[:-1] == theirs[:-1] and mine[-2] == "ref":
-                    stack.append((self.hera_defs[mine[-1]], mine[-1], theirs[-1], False))
+                    stack.append((self.hera_defs[mine[-1]], mine[-1], theirs[-1]))
                     continue
                 if mine != theirs:
                     self.add_field("replace", hera_name, up_name, name, up_props[name])
             extra = sorted(set(hera.get("required") or []) - set(upstream.get("required") or []))
-            if extra and not is_root:
+            if extra:
                 self.fields.append(
                     {
                         "change": "required",
