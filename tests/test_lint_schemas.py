@@ -461,3 +461,17 @@ def test_lint_of_events_names_file_and_path(
     code, _, err = cli(["lint", str(bad)], tmp_home, capsys)
     assert code == 2
     assert f"{bad}: spec.dependencies[0].eventSourceNmae: unknown field" in err
+
+
+def test_data_generated_for_another_hera_fails_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cnai.errors import CnaiError
+    from cnai.lint import derived
+    from cnai.lint.upstream_diff import WORKFLOWS
+
+    real = derived._data(WORKFLOWS.data_file)
+    renamed = {**real, "fields": [{**real["fields"][0], "definition": "RenamedInHera8"}]}
+    monkeypatch.setattr(derived, "_data", lambda name: renamed)
+    with pytest.raises(CnaiError, match=r"lacks RenamedInHera8: regenerate it with `python -m"):
+        derived.build_schema(WORKFLOWS)

@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from cnai.errors import CnaiError
 from cnai.lint.upstream_diff import DATA_DIR, EVENTS, FAMILIES, WORKFLOWS, Family, hera_schemas
 from cnai.lint.validation import SCHEMA_NAME, drop_nulls, schema_problems
 
@@ -108,6 +109,13 @@ def build_schema(family: Family) -> dict[str, Any]:
         defs[record["definition"]] = record["schema"]
     for name, record in data["definitions"].items():
         defs[name] = record["schema"]
+    missing = sorted({r["definition"] for r in data["fields"]} - set(defs))
+    if missing:
+        raise CnaiError(
+            f"cnai/lint/data/{family.data_file} was generated for Hera {data['hera']}; the "
+            f"installed Hera lacks {', '.join(missing)}: regenerate it with "
+            "`python -m cnai.lint.upstream_diff --shared DIR`"
+        )
     for record in data["fields"]:
         target = defs[record["definition"]]
         props = target.setdefault("properties", {})
