@@ -475,3 +475,23 @@ def test_data_generated_for_another_hera_fails_with_the_fix(
     monkeypatch.setattr(derived, "_data", lambda name: renamed)
     with pytest.raises(CnaiError, match=r"lacks RenamedInHera8: regenerate it with `python -m"):
         derived.build_schema(WORKFLOWS)
+
+
+def test_core_kinds_use_the_schema_of_the_installed_kubectl() -> None:
+    """kubectl 1.35 is what scripts/install_k8s_tools.py installs; the Kubernetes schema
+    cnai lint validates core kinds with must be that version's."""
+    import subprocess
+
+    from cnai.lint.core import K8S_VERSION, SCHEMA_DIR
+
+    kubectl = Path(sys.executable).parent / "kubectl"
+    proc = subprocess.run(
+        [str(kubectl), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    client = json.loads(proc.stdout)["clientVersion"]
+    assert K8S_VERSION.split(".")[:2] == [client["major"], client["minor"]]
+    assert SCHEMA_DIR.endswith(f"v{K8S_VERSION}-local-strict")
