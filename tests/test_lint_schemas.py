@@ -495,3 +495,19 @@ def test_core_kinds_use_the_schema_of_the_installed_kubectl() -> None:
     client = json.loads(proc.stdout)["clientVersion"]
     assert K8S_VERSION.split(".")[:2] == [client["major"], client["minor"]]
     assert SCHEMA_DIR.endswith(f"v{K8S_VERSION}-local-strict")
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "path"),
+    [
+        ("WorkflowTemplate", {"entrypoint": "a", "templates": "a"}, "spec.templates"),
+        ("WorkflowTemplate", {"entrypoint": "a", "templates": ["a"]}, "spec.templates[0]"),
+        ("Sensor", {"dependencies": [], "triggers": [{"template": "x"}]}, "spec.triggers[0]"),
+        ("Sensor", "x", "spec"),
+    ],
+)
+def test_malformed_documents_are_reported_not_crashed_on(
+    kind: str, spec: Any, path: str
+) -> None:
+    doc = {"apiVersion": ARGO, "kind": kind, "metadata": META, "spec": spec}
+    assert [p for p, _ in document_problems(doc)][0].startswith(path)

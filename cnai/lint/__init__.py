@@ -45,14 +45,15 @@ class Problem:
 
 
 def _embedded_workflows(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    spec = doc.get("spec")
+    triggers = spec.get("triggers") if isinstance(spec, dict) else None
     found = []
-    for i, trigger in enumerate((doc.get("spec") or {}).get("triggers") or []):
-        if not isinstance(trigger, dict):
-            continue
-        workflow = (trigger.get("template") or {}).get("argoWorkflow") or {}
-        resource = (workflow.get("source") or {}).get("resource")
-        if isinstance(resource, dict):
-            found.append((f"spec.triggers[{i}].template.argoWorkflow.source.resource", resource))
+    for i, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        node: Any = trigger
+        for key in ("template", "argoWorkflow", "source", "resource"):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            found.append((f"spec.triggers[{i}].template.argoWorkflow.source.resource", node))
     return found
 
 
@@ -71,7 +72,13 @@ def document_problems(doc: Any, schemas_dir: Path | None = None) -> list[tuple[s
     if kind in WORKFLOW_KINDS:
         from cnai.lint.semantic import semantic_problems
 
-        found = argo_problems(doc) + semantic_problems(doc, schemas_dir)
+        found = argo_problems(doc)
+        try:
+            found += semantic_problems(doc, schemas_dir)
+        except (AttributeError, TypeError, KeyError):
+            if not found:
+                raise  # a well-formed document must never crash the semantic checks
+            # the semantic checks need the shapes the schema problems above report broken
         if schemas_dir is not None:
             from cnai.lint.schema import argo_schema_problems
 
