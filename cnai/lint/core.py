@@ -38,7 +38,8 @@ def _read(name: str) -> Any:
 
 
 @lru_cache(maxsize=1)
-def _registry() -> Any:
+def registry() -> Any:
+    """A ``referencing`` registry holding kubernetes-validate's 1.35 definitions."""
     from referencing import Registry, Resource
 
     return Resource.from_contents(_read("_definitions.json")) @ Registry()
@@ -56,7 +57,7 @@ def _validator(api_version: str, kind: str) -> Any:
     import jsonschema
 
     schema = _read(schema_file(api_version, kind))
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry())
 
 
 def has_schema(api_version: str, kind: str) -> bool:
@@ -79,7 +80,7 @@ def _definition_validator(name: str) -> Any:
     import jsonschema
 
     ref = {"$ref": f"https://kubernetes.io/api/_definitions.json#/$defs/{name}"}
-    return jsonschema.Draft202012Validator(ref, registry=_registry())
+    return jsonschema.Draft202012Validator(ref, registry=registry())
 
 
 def definition_problems(instance: Any, name: str, prefix: str = "") -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from cnai.lint.core import _registry
+from cnai.lint.core import registry
 from cnai.lint.upstream_diff import DATA_DIR
 from cnai.lint.validation import drop_nulls, schema_problems
 
@@ -60,7 +60,7 @@ def _validator() -> Any:
     schema["properties"]["apiVersion"] = {"const": API_VERSION}
     schema["properties"]["kind"] = {"const": "RayJob"}
     schema["required"] = ["apiVersion", "kind", "spec"]
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry())
 
 
 def rayjob_problems(manifest: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -27,8 +27,6 @@ from cnai.lint.validation import schema_problems
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 1.4 MB
 
-ARGO_SCHEMA = WORKFLOWS_SCHEMA
-"""File name of the Argo Workflows schema in the upstream folder."""
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _EVENTS_DEFINITIONS = {
     "EventBus": "io.argoproj.events.v1alpha1.EventBus",
