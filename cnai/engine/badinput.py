@@ -47,9 +47,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def write_termination_message(message: str) -> None:
     """Write ``message`` where the container runtime (or the local engine) reads it.
 
-    Best effort: outside a pod or the engine there may be no such file to write.
+    Best effort, and only where a runtime reads it: the file the local engine names,
+    or the one Kubernetes mounts in a pod (never a new file under /dev on a laptop).
     """
-    path = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    named = os.environ.get(TERMINATION_LOG_ENV)
+    path = Path(named or DEFAULT_TERMINATION_LOG)
+    if not named and not path.is_file():
+        return
     data = message.encode("utf-8", errors="replace")[:MAX_TERMINATION_MESSAGE]
     with contextlib.suppress(OSError):
         path.write_bytes(data)
@@ -72,18 +76,35 @@ def report_bad_input(error: UsageError) -> int:
     return BAD_INPUT_EXIT_CODE
 
 
-def exits_on_bad_input(function: F) -> F:
-    """Make a task function exit with :data:`BAD_INPUT_EXIT_CODE` when it raises UsageError.
+class BadInputExit(SystemExit, UsageError):
+    """A UsageError that also ends the task process with :data:`BAD_INPUT_EXIT_CODE`.
 
-    The wrapper keeps the function's name, module, signature and annotations, so
-    Hera compiles and runs it exactly as the undecorated function.
+    Callers in the same process still catch it as a UsageError; left uncaught (as in
+    a task process) the interpreter exits with status 2 and no traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = BAD_INPUT_EXIT_CODE
+        self.data = None
+
+
+def exits_on_bad_input(function: F) -> F:
+    """Make a task function end its process with exit status 2 when it raises UsageError.
+
+    The reason goes to stderr and the termination message first. The wrapper keeps
+    the function's name, module, signature and annotations, so Hera compiles and
+    runs it exactly as the undecorated function.
     """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except BadInputExit:
+            raise
         except UsageError as exc:
-            raise SystemExit(report_bad_input(exc)) from None
+            report_bad_input(exc)
+            raise BadInputExit(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
