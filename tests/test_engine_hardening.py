@@ -6,6 +6,7 @@ real processes (``true``, ``python -c``, Hera runner scripts); nothing is mocked
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -68,7 +69,7 @@ def _alias_bomb(levels: int = 9) -> str:
         "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  name: bomb\n"
         "  annotations:\n    bomb:\n" + body.replace("      ", "      ", 1) + "\nspec:\n"
         "  entrypoint: main\n  templates:\n  - name: main\n    container:\n"
-        "      image: x\n      command: [\"true\"]\n"
+        '      image: x\n      command: ["true"]\n'
     )
 
 
@@ -90,9 +91,9 @@ def test_yaml_recursive_alias_deep_nesting_and_size_are_refused() -> None:
     with pytest.raises(UsageError, match="recursive alias"):
         load_document("a: &x [1, *x]\n", "doc")
     deep = "a: " + "[" * 300 + "]" * 300 + "\n"
-    with pytest.raises(UsageError, match="engine.max_document_depth"):
+    with pytest.raises(UsageError, match=r"engine\.max_document_depth"):
         load_document(deep, "doc")
-    with pytest.raises(UsageError, match="engine.max_document_bytes"):
+    with pytest.raises(UsageError, match=r"engine\.max_document_bytes"):
         load_document("a: 1\n" * 100, "doc", parse_limits({"max_document_bytes": 100}))
     # Aliases within the limits still work as YAML says.
     assert load_document("a: &x [1, 2]\nb: *x\n", "doc") == {"a": [1, 2], "b": [1, 2]}
@@ -123,7 +124,7 @@ spec:
     inputs: {parameters: [{name: n}]}
     container:
       image: x
-      command: ["python", "-c", "import sys; print(int(sys.argv[1]) + 1)", "{{inputs.parameters.n}}"]
+      command: [python, -c, "import sys; print(int(sys.argv[1]) + 1)", "{{inputs.parameters.n}}"]
 """
 
 
@@ -224,10 +225,8 @@ def test_mutex_stays_held_until_a_killed_engines_task_is_gone(
         assert first["phase"] == "Error"  # the dead engine's run is marked, its task ended
     finally:
         if leftover:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(leftover, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if engine.poll() is None:
             engine.kill()
 
@@ -391,9 +390,7 @@ def test_compiled_pipeline_never_retries_bad_input() -> None:
         assert template["retryStrategy"]["expression"] == RETRY_UNLESS_BAD_INPUT, template["name"]
 
 
-def test_cli_run_with_a_hostile_parameter_exits_2_at_once(
-    tmp_home: Path, tmp_path: Path
-) -> None:
+def test_cli_run_with_a_hostile_parameter_exits_2_at_once(tmp_home: Path, tmp_path: Path) -> None:
     """Item 15: ``cnai run --file`` with a parameter a task refuses: exit 2 and the reason."""
     (tmp_path / "hardeningtasks.py").write_text(TASKS_MODULE)
     wf = tmp_path / "wf.yaml"

@@ -76,7 +76,7 @@ def report_bad_input(error: UsageError) -> int:
     return BAD_INPUT_EXIT_CODE
 
 
-class BadInputExit(SystemExit, UsageError):
+class BadInputExitError(SystemExit, UsageError):
     """A UsageError that also ends the task process with :data:`BAD_INPUT_EXIT_CODE`.
 
     Callers in the same process still catch it as a UsageError; left uncaught (as in
@@ -101,10 +101,10 @@ def exits_on_bad_input(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except BadInputExit:
+        except BadInputExitError:
             raise
         except UsageError as exc:
             report_bad_input(exc)
-            raise BadInputExit(str(exc)) from None
+            raise BadInputExitError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
