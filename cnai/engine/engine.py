@@ -446,13 +446,15 @@ class Engine:
 
         def finish(name: str, result: list[Attempt], outputs: dict[str, Any]) -> None:
             with cond:
-                phases[name] = [a.phase for a in result] or ["Skipped"]
-                self._publish(scope, name, outputs, phases[name])
-                bad = [a for a in result if a.phase in FAILED]
-                if bad and name not in handled:
-                    failure.append(f"task {prefix}{name}: {bad[0].message}")
-                state[name] = "done"
-                cond.notify_all()
+                try:
+                    phases[name] = [a.phase for a in result] or ["Skipped"]
+                    bad = [a for a in result if a.phase in FAILED]
+                    if bad and name not in handled:
+                        failure.append(f"task {prefix}{name}: {bad[0].message}")
+                    self._publish(scope, name, outputs, phases[name])
+                finally:  # a pool thread's exception is silent: never leave the DAG waiting
+                    state[name] = "done"
+                    cond.notify_all()
 
         def worker(name: str, local_scope: dict[str, str]) -> None:
             try:
