@@ -535,3 +535,34 @@ def test_runs_show_of_a_killed_run_shows_no_none(tmp_home: Path) -> None:
     first = shown.stdout.splitlines()[0]
     assert "None" not in shown.stdout
     assert first.startswith(f"run {record['run_id']}: Error in ") and first.endswith("s")
+
+
+# ------------------------------------------------------------------ item 16/17 (memo cache)
+
+MEMO = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: memo}
+spec:
+  entrypoint: heavy
+  templates:
+  - name: heavy
+    memoize:
+      key: heavy-k1
+      maxAge: 1h
+      cache: {configMap: {name: memo-test}}
+    container: {image: x, command: ["true"]}
+"""
+
+
+def test_a_malformed_memo_entry_is_a_miss_not_a_crash(tmp_home: Path) -> None:
+    """Items 16/17: a damaged memoization cache entry never fails the task that reads it."""
+    memo = tmp_home / "runs" / ".memo"
+    memo.mkdir(parents=True)
+    (memo / "memo-test.json").write_text(json.dumps({"heavy-k1": {"outputs": {}}}))
+    record = run_yaml(tmp_home, MEMO)
+    assert record["phase"] == "Succeeded", record["message"]
+    assert not nodes(record)["heavy"]["memoized"]
+    again = run_yaml(tmp_home, MEMO)  # the run rewrote the entry: now a real hit
+    assert nodes(again)["heavy"]["memoized"]
+    assert not list(memo.glob("*.tmp"))
