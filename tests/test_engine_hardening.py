@@ -347,10 +347,8 @@ def test_bad_input_in_a_task_fails_at_once_with_its_reason(
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{REPO}")
     counter = tmp_path / "count"
     text = BAD_INPUT.replace("EXPRESSION", json.dumps(RETRY_UNLESS_BAD_INPUT))
-    start = time.perf_counter()
     record = run_yaml(tmp_home, text, {"sha": "$(id)", "counter": str(counter)}, warm=warm)
-    assert time.perf_counter() - start < 3 + 20  # no 3 s backoff before a retry
-    check = nodes(record)["check"]
+    check = nodes(record)["check"]  # one attempt: no 3 s backoff, no retry
     assert counter.read_text() == "x" and check["attempts"] == 1
     assert check["phase"] == "Failed" and check["bad_input"] and check["exit_code"] == 2
     assert "git_sha='$(id)': only letters" in check["message"]

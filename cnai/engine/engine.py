@@ -463,34 +463,41 @@ class Engine:
                 result, outputs = [self._task_error(prefix, tasks[name], exc)], {}
             finish(name, result, outputs)
 
-        with cond:
-            while True:
-                self._check_deadline()
-                for name, task in tasks.items():
-                    if state[name] != "waiting" or any(state[d] != "done" for d in deps[name]):
-                        continue
-                    expression = str(task.get("depends") or " && ".join(deps[name]))
-                    run_it = not failure and not self.cancelled.is_set()
-                    reason = "not run: " + (
-                        self.cancel_reason or "an earlier task failed (failFast)"
-                    )
-                    if run_it and expression:
-                        run_it = evaluate_depends(
-                            expression, lambda n: phases.get(n, []), f"{where} task {name}"
+        try:
+            with cond:
+                while True:
+                    self._check_deadline()
+                    for name, task in tasks.items():
+                        if state[name] != "waiting" or any(state[d] != "done" for d in deps[name]):
+                            continue
+                        expression = str(task.get("depends") or " && ".join(deps[name]))
+                        run_it = not failure and not self.cancelled.is_set()
+                        reason = "not run: " + (
+                            self.cancel_reason or "an earlier task failed (failFast)"
                         )
-                        reason = f"depends {expression!r} is false"
-                    if not run_it:
-                        node = self._node(f"{prefix}{name}", name, str(task.get("template")))
-                        self._set(node, phase="Omitted", message=reason)
-                        phases[name] = ["Omitted"]
-                        state[name] = "done"
-                        continue
-                    state[name] = "running"
-                    pool.submit(worker, name, dict(scope))
-                if all(s == "done" for s in state.values()):
-                    break
-                cond.wait(0.2)
-        pool.shutdown(wait=True)
+                        if run_it and expression:
+                            run_it = evaluate_depends(
+                                expression, lambda n: phases.get(n, []), f"{where} task {name}"
+                            )
+                            reason = f"depends {expression!r} is false"
+                        if not run_it:
+                            node = self._node(f"{prefix}{name}", name, str(task.get("template")))
+                            self._set(node, phase="Omitted", message=reason)
+                            phases[name] = ["Omitted"]
+                            state[name] = "done"
+                            continue
+                        state[name] = "running"
+                        pool.submit(worker, name, dict(scope))
+                    if all(s == "done" for s in state.values()):
+                        break
+                    cond.wait(0.2)
+        except BaseException as exc:
+            # Stop the tasks already started (they see the cancellation) before leaving.
+            stopped = isinstance(exc, KeyboardInterrupt)
+            self._cancel("terminated" if stopped else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            pool.shutdown(wait=True)
         if failure:
             return "Failed", failure[0]
         return "Succeeded", ""
