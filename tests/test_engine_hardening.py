@@ -79,10 +79,10 @@ def test_yaml_alias_bomb_is_refused_fast_with_exit_2(tmp_path: Path, tmp_home: P
     bomb.write_text(_alias_bomb())
     assert len(bomb.read_bytes()) < 1200
     start = time.perf_counter()
-    result = run_cli(["run", "--file", str(bomb)], tmp_home, timeout=60)
+    result = run_cli(["run", "--file", str(bomb)], tmp_home, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "engine.max_document_nodes" in result.stderr
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 60  # expanding it would take minutes and gigabytes
     assert run_folders(tmp_home) == []  # nothing recorded
 
 
@@ -201,7 +201,7 @@ def test_mutex_stays_held_until_a_killed_engines_task_is_gone(
     )
     leftover = 0
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while not pid_file.exists() or not pid_file.read_text():
             assert time.time() < deadline and engine.poll() is None, "first task never started"
             time.sleep(0.05)
