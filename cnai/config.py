@@ -106,7 +106,8 @@ class Settings:
     ray_address: str | None
     """Address of an existing Ray cluster; None starts (or reuses) a local one."""
     sections: dict[str, Any] = field(default_factory=dict)
-    """Raw config-file sections owned by other modules (``events``, ``pipeline``, ``tune``)."""
+    """Raw config-file sections owned by other modules (``events``, ``pipeline``, ``tune``,
+    ``engine``)."""
 
     @property
     def landing_dir(self) -> Path:
@@ -145,7 +146,17 @@ class Settings:
         return out
 
 
-KNOWN_SECTIONS = {"catalog", "mlflow", "dataset", "train", "ray", "events", "pipeline", "tune"}
+KNOWN_SECTIONS = {
+    "catalog",
+    "mlflow",
+    "dataset",
+    "train",
+    "ray",
+    "events",
+    "pipeline",
+    "tune",
+    "engine",
+}
 
 
 def parse_table_identifier(table: str) -> tuple[str, str]:
@@ -230,7 +241,7 @@ def load_settings(
             env.get("CNAI_MODEL_FACTORY") or train.get("model_factory") or DEFAULT_MODEL_FACTORY
         ),
         ray_address=env.get("RAY_ADDRESS") or ray.get("address") or None,
-        sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune"}},
+        sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune", "engine"}},
     )
 
 

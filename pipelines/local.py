@@ -138,7 +138,9 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
 
 def render(summary: dict[str, Any]) -> str:
     """Human rendering of a run summary."""
-    lines = [f"run {summary['run_id']}: {summary['phase']} in {summary['duration_seconds']}s"]
+    duration = summary.get("duration_seconds")
+    took = f" in {float(duration):.1f}s" if duration is not None else ""
+    lines = [f"run {summary['run_id']}: {summary['phase']}{took}"]
     if summary.get("message"):
         lines.append(f"  {summary['message']}")
     for task in summary["tasks"]:

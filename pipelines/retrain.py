@@ -21,6 +21,7 @@ from typing import Any, cast
 import yaml
 
 from cnai import __version__
+from cnai.engine.badinput import RETRY_UNLESS_BAD_INPUT
 
 TEMPLATE_NAME = "cnai-retrain"
 IMAGE = "ghcr.io/cnai-dev/cnai-pipeline"
@@ -240,9 +241,12 @@ def build(image: str | None = None, tag: str | None = None) -> Any:
             **extra,
         )
 
+    # Retry runtime failures, never bad input: a task that refuses its parameters exits 2
+    # (cnai.engine.badinput) and the expression stops the retries, on Argo and locally.
     transient = RetryStrategy(
         limit=3,
         retry_policy="OnFailure",
+        expression=RETRY_UNLESS_BAD_INPUT,
         backoff=m.Backoff(duration="10s", factor=m.IntOrString(2), max_duration="10m"),
     )
     ray_retry = RetryStrategy(

@@ -12,6 +12,9 @@ the one recorded on the table by the last successful registration, nothing
 changed and ``needed`` is false, so every later task is skipped by its ``when``.
 Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``).
 
+Bad input (a parameter a task refuses, data ingest rejects) exits 2 with the reason as
+the termination message (``exits_on_bad_input``); the retry strategies never retry it.
+
 No ``from __future__ import annotations`` here: Hera reads the real annotations.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 
 from hera.workflows import Output
 
+from cnai.engine.badinput import exits_on_bad_input
 from cnai.errors import UsageError
 
 TRAINED_KEY_PROPERTY = "cnai.pipeline.trained-key"
@@ -109,6 +113,7 @@ class PlanOutputs(Output):
     """JSON {name, version, promoted, run_id} of the last registration (when not needed)."""
 
 
+@exits_on_bad_input
 def ingest_and_plan(
     source: str = "",
     git_sha: str = "",
@@ -194,6 +199,7 @@ class TuneOutputs(Output):
     """Memoization/result key of the train step."""
 
 
+@exits_on_bad_input
 def collect_tune(
     result_key: str,
     data_version: str,
@@ -232,6 +238,7 @@ class TrainOutputs(Output):
     """Test accuracy."""
 
 
+@exits_on_bad_input
 def collect_train(result_key: str) -> TrainOutputs:
     """Read the train step's stored summary."""
     from cnai.config import load_settings
@@ -260,6 +267,7 @@ class RegisterOutputs(Output):
     """Why the gate decided as it did."""
 
 
+@exits_on_bad_input
 def register_model(
     run_id: str, model_name: str, work_key: str, table: str, workflow_name: str = ""
 ) -> RegisterOutputs:
@@ -310,6 +318,7 @@ def _record_on_table(settings: Any, table_name: str, properties: dict[str, str])
                 raise
 
 
+@exits_on_bad_input
 def record_outcome(
     workflow_name: str,
     status: str,

@@ -13,28 +13,38 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import graphlib
 import json
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnai.engine.durations import parse_duration
-from cnai.engine.executors import Attempt, ProcessExecutor, ResourceExecutor, TaskContext
+from cnai.engine.executors import (
+    BAD_INPUT_EXIT_CODE,
+    Attempt,
+    ProcessExecutor,
+    ResourceExecutor,
+    TaskContext,
+)
 from cnai.engine.expr import (
     depends_tasks,
     evaluate_depends,
     evaluate_when,
     substitute,
 )
+from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
 from cnai.engine.memo import MemoCache, check_key
 from cnai.engine.raylocal import LocalRay
+from cnai.engine.retryexpr import retry_scope, should_retry
 from cnai.engine.spec import parameter_text
 from cnai.engine.store import RunStore
 from cnai.engine.view import RunView
@@ -65,6 +75,11 @@ class EngineOptions:
     reuse_as_memoized: bool = False
     """Mark reused nodes as memoized (``resubmit --memoized``)."""
     namespace: str = DEFAULT_NAMESPACE
+    limits: EngineLimits = DEFAULT_LIMITS
+    """Bounds on nodes, template nesting and worker threads (config section ``engine``)."""
+    reap_holder: Callable[[str], None] | None = None
+    """Called with the run id recorded in a mutex this run waits for: it ends the leftover
+    task processes of that run when its engine is gone (they keep the mutex held)."""
 
 
 class Engine:
@@ -92,6 +107,12 @@ class Engine:
         self.options = options
         self.lock = threading.RLock()
         self.nodes: dict[str, dict[str, Any]] = {}
+        self.limits = options.limits
+        self.node_budget = self.limits.max_nodes
+        self.save_error = ""
+        self.held_fds: set[int] = set()
+        """Descriptors of the mutex files this engine holds; task processes inherit them so
+        a mutex stays held while a task of a killed engine still runs."""
         self.cancelled = threading.Event()
         self.cancel_reason = ""
         parallelism = self.spec.get("parallelism")
@@ -122,14 +143,28 @@ class Engine:
     # ------------------------------------------------------------ record keeping
 
     def _save(self) -> None:
+        """Write the run record; the first failure to write stops the run (never raises)."""
         with self.lock:
             self.record["tasks"] = sorted(
                 self.nodes.values(), key=lambda n: (n.get("started_at") or 1e18, n["id"])
             )
-            self.store.save(self.record)
+            if self.save_error:
+                return
+            try:
+                self.store.save(self.record)
+            except (OSError, CnaiError) as exc:
+                self.save_error = str(exc)
+                self._cancel(f"stopped: {exc}")
 
     def _node(self, node_id: str, task: str, template: str, **fields: Any) -> dict[str, Any]:
+        """A new node record; past ``max_nodes`` it is not recorded and the run stops."""
         with self.lock:
+            over = node_id not in self.nodes and len(self.nodes) >= self.node_budget
+            if over:
+                self._cancel(
+                    f"the run reached {self.limits.max_nodes} nodes, the most one run may "
+                    "create (setting engine.max_nodes)"
+                )
             node = {
                 "id": node_id,
                 "name": node_id,
@@ -148,7 +183,10 @@ class Engine:
                 "log": f"tasks/{_safe(node_id)}/main.log",
                 **fields,
             }
-            self.nodes[node_id] = node
+            if over:
+                node["over_limit"] = True
+            else:
+                self.nodes[node_id] = node
         return node
 
     def _set(self, node: dict[str, Any], **fields: Any) -> None:
@@ -186,6 +224,11 @@ class Engine:
             raise
         finally:
             self._finish(phase, message, started)
+        if self.save_error:
+            raise CnaiError(
+                f"run {self.record['run_id']}: cannot write its record, the run was stopped: "
+                f"{self.save_error}"
+            )
         return self.record
 
     def _finish(self, phase: str, message: str, started: float) -> None:
@@ -226,13 +269,13 @@ class Engine:
         if template is None:
             return "Error", f"entrypoint template {name!r} does not exist"
         if "dag" not in template:
-            attempt = self._execute(name, {}, name, name)
+            attempt = self._execute(name, {}, name, name, depth=1)
             return attempt.phase, attempt.message
         try:
             inputs = self._inputs(template, {}, f"template {name}")
         except UsageError as exc:
             return "Error", str(exc)
-        phase, message = self._run_dag(template, inputs, prefix="")
+        phase, message = self._run_dag(template, inputs, prefix="", depth=1)
         if self.cancel_reason:
             return "Failed", self.cancel_reason
         return phase, message
@@ -260,9 +303,14 @@ class Engine:
                 "workflow.duration": f"{time.time() - float(self.record['started_at']):.3f}",
             }
         )
+        if self.save_error:
+            return phase, message
         self.cancelled.clear()
         self.cancel_reason = ""
-        attempt = self._execute(str(name), {}, "onExit", "onExit")
+        # The exit handler gets a node budget of its own, so a run stopped by the limit
+        # still reports its outcome.
+        self.node_budget = len(self.nodes) + self.limits.max_nodes
+        attempt = self._execute(str(name), {}, "onExit", "onExit", depth=1)
         if attempt.phase in FAILED and phase == "Succeeded":
             return "Failed", f"exit handler failed: {attempt.message}"
         return phase, message
@@ -300,11 +348,21 @@ class Engine:
         return scope
 
     def _execute(
-        self, template_name: str, arguments: dict[str, str], node_id: str, task: str
+        self, template_name: str, arguments: dict[str, str], node_id: str, task: str, depth: int
     ) -> Attempt:
-        """Run one template invocation as node ``node_id``."""
+        """Run one template invocation as node ``node_id`` (``depth``: 1 for the entrypoint)."""
         template = self.templates.get(template_name)
         node = self._node(node_id, task, template_name)
+        if node.get("over_limit"):
+            return Attempt("Error", self.cancel_reason)
+        if depth > self.limits.max_template_depth:
+            reason = (
+                f"templates nested more than {self.limits.max_template_depth} deep "
+                "(recursion?; setting engine.max_template_depth)"
+            )
+            self._cancel(reason)
+            self._set(node, phase="Error", message=reason)
+            return Attempt("Error", reason)
         if template is None:
             attempt = Attempt("Error", f"template {template_name!r} does not exist")
             self._set(node, phase=attempt.phase, message=attempt.message)
@@ -324,11 +382,18 @@ class Engine:
             return self._reuse(node, previous)
         self._set(node, phase="Running", inputs=inputs)
         if "dag" in template:
-            phase, message = self._run_dag(template, inputs, prefix=f"{node_id}.")
+            phase, message = self._run_dag(template, inputs, prefix=f"{node_id}.", depth=depth)
             attempt = Attempt(phase, message)
         else:
             attempt = self._run_leaf(node, template, inputs)
-        self._set(node, phase=attempt.phase, message=attempt.message, outputs=attempt.outputs)
+        extra: dict[str, Any] = {}
+        if attempt.exit_code is not None:
+            extra["exit_code"] = attempt.exit_code
+        if attempt.exit_code == BAD_INPUT_EXIT_CODE and attempt.phase in FAILED:
+            extra["bad_input"] = True
+        self._set(
+            node, phase=attempt.phase, message=attempt.message, outputs=attempt.outputs, **extra
+        )
         return attempt
 
     def _reuse(self, node: dict[str, Any], previous: dict[str, Any]) -> Attempt:
@@ -345,7 +410,7 @@ class Engine:
     # ------------------------------------------------------------ DAG
 
     def _run_dag(
-        self, template: dict[str, Any], inputs: dict[str, str], prefix: str
+        self, template: dict[str, Any], inputs: dict[str, str], prefix: str, depth: int
     ) -> tuple[str, str]:
         tasks = {t["name"]: t for t in template["dag"]["tasks"]}
         where = f"template {template['name']}"
@@ -374,58 +439,65 @@ class Engine:
         state = {name: "waiting" for name in tasks}
         cond = threading.Condition(self.lock)
         failure: list[str] = []
-        threads: list[threading.Thread] = []
+        pool = ThreadPoolExecutor(
+            max_workers=min(self.limits.max_workers, max(1, len(tasks))),
+            thread_name_prefix="cnai-task",
+        )
 
         def finish(name: str, result: list[Attempt], outputs: dict[str, Any]) -> None:
             with cond:
-                phases[name] = [a.phase for a in result] or ["Skipped"]
-                self._publish(scope, name, outputs, phases[name])
-                bad = [a for a in result if a.phase in FAILED]
-                if bad and name not in handled:
-                    failure.append(f"task {prefix}{name}: {bad[0].message}")
-                state[name] = "done"
-                cond.notify_all()
+                try:
+                    phases[name] = [a.phase for a in result] or ["Skipped"]
+                    bad = [a for a in result if a.phase in FAILED]
+                    if bad and name not in handled:
+                        failure.append(f"task {prefix}{name}: {bad[0].message}")
+                    self._publish(scope, name, outputs, phases[name])
+                finally:  # a pool thread's exception is silent: never leave the DAG waiting
+                    state[name] = "done"
+                    cond.notify_all()
 
         def worker(name: str, local_scope: dict[str, str]) -> None:
             try:
-                result, outputs = self._run_task(tasks[name], local_scope, prefix)
+                result, outputs = self._run_task(tasks[name], local_scope, prefix, depth)
             except Exception as exc:  # noqa: BLE001 - becomes the task's Error
-                node = self._node(f"{prefix}{name}", name, str(tasks[name].get("template")))
-                self._set(node, phase="Error", message=f"{type(exc).__name__}: {exc}")
-                result, outputs = [Attempt("Error", str(exc))], {}
+                result, outputs = [self._task_error(prefix, tasks[name], exc)], {}
             finish(name, result, outputs)
 
-        with cond:
-            while True:
-                self._check_deadline()
-                for name, task in tasks.items():
-                    if state[name] != "waiting" or any(state[d] != "done" for d in deps[name]):
-                        continue
-                    expression = str(task.get("depends") or " && ".join(deps[name]))
-                    run_it = not failure and not self.cancelled.is_set()
-                    reason = "not run: " + (
-                        self.cancel_reason or "an earlier task failed (failFast)"
-                    )
-                    if run_it and expression:
-                        run_it = evaluate_depends(
-                            expression, lambda n: phases.get(n, []), f"{where} task {name}"
+        try:
+            with cond:
+                while True:
+                    self._check_deadline()
+                    for name, task in tasks.items():
+                        if state[name] != "waiting" or any(state[d] != "done" for d in deps[name]):
+                            continue
+                        expression = str(task.get("depends") or " && ".join(deps[name]))
+                        run_it = not failure and not self.cancelled.is_set()
+                        reason = "not run: " + (
+                            self.cancel_reason or "an earlier task failed (failFast)"
                         )
-                        reason = f"depends {expression!r} is false"
-                    if not run_it:
-                        node = self._node(f"{prefix}{name}", name, str(task.get("template")))
-                        self._set(node, phase="Omitted", message=reason)
-                        phases[name] = ["Omitted"]
-                        state[name] = "done"
-                        continue
-                    state[name] = "running"
-                    thread = threading.Thread(target=worker, args=(name, dict(scope)), daemon=True)
-                    threads.append(thread)
-                    thread.start()
-                if all(s == "done" for s in state.values()):
-                    break
-                cond.wait(0.2)
-        for thread in threads:
-            thread.join()
+                        if run_it and expression:
+                            run_it = evaluate_depends(
+                                expression, lambda n: phases.get(n, []), f"{where} task {name}"
+                            )
+                            reason = f"depends {expression!r} is false"
+                        if not run_it:
+                            node = self._node(f"{prefix}{name}", name, str(task.get("template")))
+                            self._set(node, phase="Omitted", message=reason)
+                            phases[name] = ["Omitted"]
+                            state[name] = "done"
+                            continue
+                        state[name] = "running"
+                        pool.submit(worker, name, dict(scope))
+                    if all(s == "done" for s in state.values()):
+                        break
+                    cond.wait(0.2)
+        except BaseException as exc:
+            # Stop the tasks already started (they see the cancellation) before leaving.
+            stopped = isinstance(exc, KeyboardInterrupt)
+            self._cancel("terminated" if stopped else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            pool.shutdown(wait=True)
         if failure:
             return "Failed", failure[0]
         return "Succeeded", ""
@@ -439,8 +511,17 @@ class Engine:
         if "result" in outputs:
             scope[f"tasks.{name}.outputs.result"] = outputs["result"]
 
+    def _task_error(self, prefix: str, task: dict[str, Any], exc: Exception) -> Attempt:
+        """An unexpected exception of one task as that task's Error (never raises)."""
+        message = str(exc) if isinstance(exc, CnaiError) else f"{type(exc).__name__}: {exc}"
+        node = self._node(f"{prefix}{task.get('name')}", str(task.get("name")), "")
+        if not node.get("over_limit"):
+            node["template"] = str(task.get("template"))
+            self._set(node, phase="Error", message=message)
+        return Attempt("Error", message)
+
     def _run_task(
-        self, task: dict[str, Any], scope: dict[str, str], prefix: str
+        self, task: dict[str, Any], scope: dict[str, str], prefix: str, depth: int
     ) -> tuple[list[Attempt], dict[str, Any]]:
         """Run one DAG task (expanded over its items); returns attempts and outputs."""
         name = task["name"]
@@ -457,7 +538,7 @@ class Engine:
             if not isinstance(items, list):
                 raise UsageError(f"{where}.withParam: not a JSON list: {text[:80]!r}")
         if items is None:
-            attempt = self._run_one(task, scope, f"{prefix}{name}")
+            attempt = self._run_one(task, scope, f"{prefix}{name}", depth)
             return [attempt], attempt.outputs
         if not items:
             node = self._node(f"{prefix}{name}", name, str(task.get("template")))
@@ -472,16 +553,19 @@ class Engine:
                 for key, value in item.items():
                     local[f"item.{key}"] = parameter_text(value)
             label = parameter_text(item)
-            results[index] = self._run_one(task, local, f"{prefix}{name}({index}:{label})")
+            node_id = f"{prefix}{name}({index}:{label})"
+            try:
+                results[index] = self._run_one(task, local, node_id, depth)
+            except Exception as exc:  # noqa: BLE001 - becomes the item's Error
+                results[index] = self._task_error("", {**task, "name": node_id}, exc)
 
-        threads = [
-            threading.Thread(target=one, args=(i, item), daemon=True)
-            for i, item in enumerate(items)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        # A bounded pool: a fan-out of thousands of items never starts thousands of threads.
+        with ThreadPoolExecutor(
+            max_workers=min(self.limits.max_workers, len(items)),
+            thread_name_prefix="cnai-item",
+        ) as pool:
+            for index, item in enumerate(items):
+                pool.submit(one, index, item)
         done = [r if r is not None else Attempt("Error", "no result") for r in results]
         names = {key for r in done for key in (r.outputs.get("parameters") or {})}
         aggregated: dict[str, Any] = {
@@ -494,7 +578,9 @@ class Engine:
             aggregated["result"] = json.dumps([r.outputs.get("result") for r in done])
         return done, aggregated
 
-    def _run_one(self, task: dict[str, Any], scope: dict[str, str], node_id: str) -> Attempt:
+    def _run_one(
+        self, task: dict[str, Any], scope: dict[str, str], node_id: str, depth: int
+    ) -> Attempt:
         when = task.get("when")
         if when:
             text = substitute(str(when), scope, f"task {node_id}.when")
@@ -509,7 +595,7 @@ class Engine:
             )
             for p in (task.get("arguments") or {}).get("parameters") or []
         }
-        return self._execute(str(task["template"]), arguments, node_id, task["name"])
+        return self._execute(str(task["template"]), arguments, node_id, task["name"], depth + 1)
 
     # ------------------------------------------------------------ leaves
 
@@ -533,8 +619,11 @@ class Engine:
                 self._set(node, memoized=True, memo_key=key)
                 return Attempt("Succeeded", "", hit)
             self._set(node, memo_key=key)
-        with self._mutexes(template.get("synchronization"), scope, where):
-            attempt = self._with_retries(node, template, scope)
+        try:
+            with self._mutexes(template.get("synchronization"), scope, where):
+                attempt = self._with_retries(node, template, scope)
+        except UsageError as exc:
+            return Attempt("Error", str(exc))
         if attempt.phase == "Succeeded" and memo:
             self.memo.save(cache, key, node["id"], attempt.outputs)
         return attempt
@@ -546,11 +635,18 @@ class Engine:
         strategy = template.get("retryStrategy")
         limit: int | None = 0
         policy = "OnFailure"
+        expression = ""
         backoff: dict[str, Any] = {}
         if strategy is not None:
             raw_limit = strategy.get("limit")
-            limit = None if raw_limit is None else int(substitute(str(raw_limit), scope, where))
-            policy = str(strategy.get("retryPolicy") or "OnFailure")
+            limit = (
+                None
+                if raw_limit is None
+                else int(_number(substitute(str(raw_limit), scope, where), f"{where}.limit"))
+            )
+            expression = str(strategy.get("expression") or "")
+            # Argo: with an expression and no policy, the policy is Always.
+            policy = str(strategy.get("retryPolicy") or ("Always" if expression else "OnFailure"))
             backoff = dict(strategy.get("backoff") or {})
         first = time.time()
         attempt_no = 0
@@ -563,6 +659,7 @@ class Engine:
             if attempt_no > 1:
                 with open(log, "a") as handle:
                     handle.write(f"\n--- attempt {attempt_no} ---\n")
+            began = time.time()
             attempt = self._attempt(node, template, scope, folder, log)
             if attempt.phase == "Succeeded" or self.cancelled.is_set():
                 return attempt
@@ -575,10 +672,26 @@ class Engine:
                 if attempt_no > 1:
                     attempt.message = f"{attempt.message} (after {attempt_no} attempts)"
                 return attempt
+            if expression:
+                variables = retry_scope(
+                    attempt_no - 1,
+                    attempt.exit_code,
+                    attempt.phase,
+                    time.time() - began,
+                    attempt.message,
+                )
+                if not should_retry(expression, variables, f"{where}.retryStrategy.expression"):
+                    note = "not retried: retryStrategy.expression evaluated to false"
+                    if attempt_no > 1:
+                        note += f", after {attempt_no} attempts"
+                    attempt.message = f"{attempt.message} ({note})"
+                    return attempt
             delay = 0.0
             if backoff.get("duration"):
                 delay = parse_duration(str(backoff["duration"]), f"{where}.backoff.duration")
-                factor = float(substitute(str(backoff.get("factor", 1)), scope, where))
+                factor = _number(
+                    substitute(str(backoff.get("factor", 1)), scope, where), f"{where}.factor"
+                )
                 delay *= factor ** (attempt_no - 1)
                 if backoff.get("cap"):
                     delay = min(delay, parse_duration(str(backoff["cap"]), f"{where}.backoff.cap"))
@@ -601,7 +714,9 @@ class Engine:
     ) -> Attempt:
         deadline = self.deadline
         if template.get("activeDeadlineSeconds"):
-            seconds = float(substitute(str(template["activeDeadlineSeconds"]), scope, "deadline"))
+            where = f"task {node['id']}.activeDeadlineSeconds"
+            text = substitute(str(template["activeDeadlineSeconds"]), scope, where)
+            seconds = _number(text, where)
             deadline = min(d for d in (deadline, time.time() + seconds) if d is not None)
         env = dict(self.options.base_env)
         process = template.get("script") or template.get("container") or {}
@@ -618,6 +733,7 @@ class Engine:
             cancelled=self.cancelled,
             ray_env=self.ray.env,
             on_start=lambda pid: self._started_process(node, pid),
+            keep_fds=self._held_fds(),
         )
         with self._slot():
             if self.cancelled.is_set():
@@ -628,6 +744,10 @@ class Engine:
                 return self.process_executor.run(ctx)
             except UsageError as exc:
                 return Attempt("Error", str(exc))
+
+    def _held_fds(self) -> tuple[int, ...]:
+        with self.lock:
+            return tuple(sorted(self.held_fds))
 
     def _started_process(self, node: dict[str, Any], pid: int) -> None:
         import psutil
@@ -676,11 +796,17 @@ class Engine:
                 self.view.info(f"waiting for mutex {name!r} held by {holder}")
                 self.record["message"] = f"Waiting for mutex {name} (held by {holder})"
                 self._save()
+                next_reap = 0.0
                 while True:
                     try:
                         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
+                        if self.options.reap_holder is not None and time.time() >= next_reap:
+                            # A holder whose engine died keeps the mutex through its leftover
+                            # task processes: end them rather than run beside them.
+                            self.options.reap_holder(holder)
+                            next_reap = time.time() + 1.0
                         self._check_deadline()
                         if self.cancelled.wait(0.2):
                             raise CnaiError(f"gave up waiting for mutex {name}") from None
@@ -689,9 +815,13 @@ class Engine:
             handle.truncate()
             handle.write(self.record["run_id"])
             handle.flush()
+            with self.lock:
+                self.held_fds.add(handle.fileno())
             try:
                 yield
             finally:
+                with self.lock:
+                    self.held_fds.discard(handle.fileno())
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -701,29 +831,20 @@ def _safe(name: str) -> str:
 
 
 def _find_cycle(deps: dict[str, list[str]]) -> list[str]:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        stack.append(name)
-        for dep in deps.get(name, []):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[name] = 2
-        return []
-
-    for name in deps:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
+    """A dependency cycle of ``deps`` (``[a, b, a]``), or ``[]`` when there is none."""
+    try:
+        graphlib.TopologicalSorter(deps).prepare()
+    except graphlib.CycleError as exc:
+        return [str(n) for n in reversed(exc.args[1])]
     return []
+
+
+def _number(text: str, where: str) -> float:
+    """A substituted numeric field as a number; UsageError naming ``where`` otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{where}: {text!r} is not a number") from None
 
 
 def new_uid() -> str:

@@ -25,6 +25,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cnai.engine.badinput import report_bad_input
 from cnai.errors import CnaiError, UsageError
 
 
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnai.engine.results import save_result
 
             save_result(load_settings(), args.result_key, result)
+    except UsageError as exc:
+        return report_bad_input(exc)
     except CnaiError as exc:
         print(f"cnai: error: {exc}", file=sys.stderr)
         return exc.exit_code

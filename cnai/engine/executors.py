@@ -10,6 +10,13 @@
   process against the run's one local Ray runtime, and the RayJob status the
   operator would report (``jobStatus``/``jobDeploymentStatus``) is derived from
   the exit, then the template's success/failure conditions are evaluated on it.
+
+A task reports why it failed the way a Kubernetes container does: by writing its
+termination message file (``/dev/termination-log`` in a pod; locally the sandbox
+file named by ``CNAI_TERMINATION_LOG``). The message joins the node's message
+(``Error (exit code 2): <message>``), as Argo puts a container's termination
+message into the node's. Exit code 2 is cnai's "bad input" (see
+:mod:`cnai.engine.badinput`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ from typing import Any, Protocol
 
 import yaml
 
+from cnai.engine.badinput import (
+    BAD_INPUT_EXIT_CODE,
+    TERMINATION_LOG_ENV,
+    read_termination_message,
+)
 from cnai.engine.expr import condition_matches, json_path, substitute, substitute_all
 from cnai.engine.spec import check_resource, rayjob_head_env
 from cnai.engine.zygote import Zygote
@@ -37,6 +49,8 @@ from cnai.errors import CnaiError, UsageError
 
 CONTAINER_TMP = "/tmp/"
 MAX_RESULT_BYTES = 256 * 1024
+__all__ = ["BAD_INPUT_EXIT_CODE", "Attempt", "ProcessExecutor", "ResourceExecutor", "TaskContext"]
+TERMINATION_LOG = "/dev/termination-log"
 PYTHON_NAMES = ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
 
 
@@ -47,6 +61,8 @@ class Attempt:
     phase: str
     message: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    """The task process's exit status (None: not run, killed, or not a process)."""
 
 
 class _Process(Protocol):
@@ -72,6 +88,9 @@ class TaskContext:
     """RAY_ADDRESS (and Ray auth settings) of the run's Ray runtime, started on first call."""
     on_start: Callable[[int], None] = lambda pid: None
     """Told the pid (= process group) of the task process once it started."""
+    keep_fds: tuple[int, ...] = ()
+    """Descriptors the task process inherits: the mutexes the engine holds, so that they
+    stay held until the task is gone even if the engine is killed."""
 
 
 def _reroot(path: str, sandbox: Path) -> Path:
@@ -130,6 +149,8 @@ class ProcessExecutor:
             script.write_text(substitute(str(process.get("source", "")), ctx.scope, where))
             args = [*args, str(script)]
         env = dict(ctx.env)
+        termination = _termination_log(ctx.sandbox)
+        env[TERMINATION_LOG_ENV] = str(termination)
         for item in process.get("env") or []:
             value = substitute(str(item.get("value", "")), ctx.scope, where)
             if value.startswith(CONTAINER_TMP):
@@ -161,6 +182,7 @@ class ProcessExecutor:
                         stdout=out,
                         stderr=err,
                         start_new_session=True,
+                        pass_fds=ctx.keep_fds,
                     )
         except OSError as exc:
             return Attempt("Error", f"cannot start {command[0]}: {exc}")
@@ -172,8 +194,20 @@ class ProcessExecutor:
         if code is None:
             return Attempt("Failed", reason)
         if code != 0:
-            return Attempt("Failed", f"Error (exit code {code})")
-        return _collect_outputs(tmpl, ctx, result.rstrip("\n"))
+            message = f"Error (exit code {code})"
+            told = read_termination_message(termination)
+            return Attempt("Failed", f"{message}: {told}" if told else message, exit_code=code)
+        attempt = _collect_outputs(tmpl, ctx, result.rstrip("\n"))
+        attempt.exit_code = 0
+        return attempt
+
+
+def _termination_log(sandbox: Path) -> Path:
+    """The sandbox file playing the container's termination message file (emptied)."""
+    path = _reroot(TERMINATION_LOG, sandbox)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return path
 
 
 def _collect_outputs(tmpl: dict[str, Any], ctx: TaskContext, result: str | None) -> Attempt:
@@ -217,18 +251,24 @@ class ResourceExecutor:
             return Attempt("Error", f"{where}: entrypoint does not parse: {exc}")
         deadline = ctx.deadline
         if spec.get("activeDeadlineSeconds"):
-            job_deadline = time.time() + float(spec["activeDeadlineSeconds"])
+            try:
+                seconds = float(spec["activeDeadlineSeconds"])
+            except (TypeError, ValueError):
+                return Attempt("Error", f"{where}: activeDeadlineSeconds must be a number")
+            job_deadline = time.time() + seconds
             deadline = job_deadline if deadline is None else min(deadline, job_deadline)
         ctx.sandbox.mkdir(parents=True, exist_ok=True)
         try:
             ray_env = ctx.ray_env()
         except CnaiError as exc:
             return Attempt("Error", f"cannot start the local Ray runtime: {exc}")
+        termination = _termination_log(ctx.sandbox)
         env = {
             **ctx.env,
             **rayjob_head_env(manifest),
             **ray_env,
             "CNAI_ENGINE_PID": str(os.getpid()),
+            TERMINATION_LOG_ENV: str(termination),
         }
         job_id = f"local-{uuid.uuid4().hex[:12]}"
         try:
@@ -243,6 +283,7 @@ class ResourceExecutor:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    pass_fds=ctx.keep_fds,
                 )
         except OSError as exc:
             return Attempt("Error", f"cannot start {argv[0]}: {exc}")
@@ -255,17 +296,25 @@ class ResourceExecutor:
             status = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}
             if reason:
                 status["reason"] = "DeadlineExceeded"
-        status.update({"jobId": job_id, "message": reason or f"entrypoint exit code {code}"})
+        told = read_termination_message(termination) if code else ""
+        exited = f"entrypoint exit code {code}" + (f": {told}" if told else "")
+        status.update({"jobId": job_id, "message": reason or exited})
         obj = {**manifest, "status": status}
         failure, success = resource.get("failureCondition"), resource.get("successCondition")
         if failure and condition_matches(failure, obj, f"{where}.failureCondition"):
-            return Attempt("Failed", f"failure condition {failure!r} matched ({status['message']})")
+            return Attempt(
+                "Failed",
+                f"failure condition {failure!r} matched ({status['message']})",
+                exit_code=1,
+            )
         if success and not condition_matches(success, obj, f"{where}.successCondition"):
             return Attempt(
-                "Failed", f"the job ended without meeting {success!r} ({status['message']})"
+                "Failed",
+                f"the job ended without meeting {success!r} ({status['message']})",
+                exit_code=1,
             )
         if not success and code != 0:
-            return Attempt("Failed", status["message"])
+            return Attempt("Failed", status["message"], exit_code=1)
         parameters: dict[str, str] = {}
         for output in (tmpl.get("outputs") or {}).get("parameters") or []:
             source = output.get("valueFrom") or {}

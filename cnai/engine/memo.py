@@ -7,6 +7,7 @@ template's ``maxAge`` are ignored, as in Argo. Only Succeeded nodes are saved.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnai.errors import UsageError
+from cnai.errors import CnaiError, UsageError
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 """Argo v4's memoization key rule (workflow/controller/cache)."""
@@ -55,19 +56,33 @@ class MemoCache:
     @staticmethod
     def _write(path: Path, data: dict[str, Any]) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CnaiError(
+                f"cannot write memoization cache {path}: {exc.strerror or exc}"
+            ) from None
 
     def load(self, name: str, key: str, max_age_seconds: float) -> dict[str, Any] | None:
         """The cached outputs for ``key`` when present and younger than ``max_age_seconds``."""
         with self._locked(name) as path:
             data = self._read(path)
             entry = data.get(key)
-            if not entry or time.time() - float(entry["creationTimestamp"]) > max_age_seconds:
+            try:
+                created = float(entry["creationTimestamp"]) if entry else None
+                outputs = dict(entry["outputs"]) if entry else None
+            except (KeyError, TypeError, ValueError):
+                return None  # a malformed entry (hand-edited, truncated) is a miss
+            if not entry or created is None or outputs is None:
+                return None
+            if time.time() - created > max_age_seconds:
                 return None
             entry["lastHitTimestamp"] = time.time()
             self._write(path, data)
-            return dict(entry["outputs"])
+            return outputs
 
     def save(self, name: str, key: str, node_id: str, outputs: dict[str, Any]) -> None:
         """Record the outputs of a Succeeded node under ``key``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -24,11 +25,12 @@ import yaml
 
 from cnai.config import Settings
 from cnai.engine.engine import Engine, EngineOptions, new_uid
+from cnai.engine.limits import limits_for
 from cnai.engine.memo import MemoCache
-from cnai.engine.spec import ensure_supported, instantiate
+from cnai.engine.spec import ensure_supported, instantiate, load_document
 from cnai.engine.store import RunStore, engine_alive, generate_run_id
 from cnai.engine.view import RunView
-from cnai.errors import UsageError
+from cnai.errors import CnaiError, UsageError
 
 WORKFLOW_FILE = "workflow.yaml"
 RUNNER_MODULE = "hera.workflows._runner.util"
@@ -91,6 +93,8 @@ def _options(
         preload=modules,
         reuse=reuse or {},
         reuse_as_memoized=reuse_as_memoized,
+        limits=limits_for(settings),
+        reap_holder=lambda run_id: reap_if_stale(settings, run_id),
     )
 
 
@@ -108,15 +112,21 @@ def _execute(
     options: EngineOptions,
 ) -> dict[str, Any]:
     store = store_for(settings)
-    engine = Engine(
-        workflow,
-        store,
-        record,
-        memo_for(settings),
-        settings.runs_dir / ".locks",
-        view,
-        options,
-    )
+    try:
+        engine = Engine(
+            workflow,
+            store,
+            record,
+            memo_for(settings),
+            settings.runs_dir / ".locks",
+            view,
+            options,
+        )
+    except Exception:
+        if record.get("phase") == "Pending" and not record.get("retries"):
+            # Never started: leave no record behind.
+            shutil.rmtree(store.path(record["run_id"]), ignore_errors=True)
+        raise
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: Any) -> None:
@@ -145,8 +155,14 @@ def start_run(
     reuse_as_memoized: bool = False,
     resubmitted_from: str | None = None,
 ) -> dict[str, Any]:
-    """Instantiate ``doc`` with ``parameters`` and run it; returns the run record."""
+    """Instantiate ``doc`` with ``parameters`` and run it; returns the run record.
+
+    Everything that can be checked before a run starts (supported fields, typed
+    values, parameters, the run id, the ``engine`` limits) is checked before anything
+    is written; a refused run leaves no record.
+    """
     ensure_supported(doc, source)
+    options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized)
     store = store_for(settings)
     name = (doc.get("metadata") or {}).get("name") or "workflow"
     prefix = name if doc.get("kind") == "WorkflowTemplate" else name.rsplit("-", 1)[0]
@@ -156,7 +172,6 @@ def start_run(
     uid = new_uid()
     workflow = instantiate(doc, parameters, run_id, uid)
     folder = store.create(run_id)
-    (folder / WORKFLOW_FILE).write_text(yaml.safe_dump(workflow, sort_keys=False))
     record: dict[str, Any] = {
         "run_id": run_id,
         "workflow_template": (workflow["metadata"]["labels"] or {}).get(
@@ -178,30 +193,53 @@ def start_run(
         "tasks": [],
         **_engine_identity(),
     }
-    store.save(record)
-    options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized)
+    try:
+        (folder / WORKFLOW_FILE).write_text(yaml.safe_dump(workflow, sort_keys=False))
+        store.save(record)
+    except (OSError, CnaiError):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return _execute(settings, workflow, record, view or RunView(), options)
 
 
 def mark_stale(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
-    """A Running record whose engine is gone becomes Error (its open nodes too)."""
+    """A Running record whose engine is gone becomes Error (its open nodes too).
+
+    Task processes the dead engine left running are killed first.
+    """
     if record.get("phase") in ("Running", "Pending") and not engine_alive(record):
         now = time.time()
         for node in record.get("tasks") or []:
             if node.get("phase") in ("Running", "Pending"):
+                _kill_leftover(node)
                 node.update(
                     phase="Error",
                     message="the engine running this task stopped (killed?)",
                     finished_at=now,
+                    duration_seconds=_elapsed(node.get("started_at"), now),
                 )
-                _kill_leftover(node)
+        finished = record.get("finished_at") or now
         record.update(
             phase="Error",
             message="the engine running this workflow stopped before it finished",
-            finished_at=record.get("finished_at") or now,
+            finished_at=finished,
+            duration_seconds=_elapsed(record.get("started_at"), finished),
         )
         store_for(settings).save(record)
     return record
+
+
+def _elapsed(started: Any, finished: float) -> float | None:
+    try:
+        return round(finished - float(started), 3)
+    except (TypeError, ValueError):
+        return None
+
+
+def reap_if_stale(settings: Settings, run_id: str) -> None:
+    """End the leftover tasks of run ``run_id`` when its engine is gone (mutex holders)."""
+    with contextlib.suppress(CnaiError, OSError):
+        mark_stale(settings, store_for(settings).load(run_id))
 
 
 def _kill_leftover(node: dict[str, Any]) -> None:
@@ -226,7 +264,7 @@ def retry_run(
         raise UsageError(f"run {run_id}: is still running (engine pid {record.get('engine_pid')})")
     if record["phase"] == "Succeeded":
         raise UsageError(f"run {run_id}: succeeded; only Failed or Error runs can be retried")
-    workflow = yaml.safe_load((store.path(run_id) / WORKFLOW_FILE).read_text())
+    workflow = _recorded_workflow(settings, run_id)
     reuse = {
         n["id"]: n
         for n in record.get("tasks") or []
@@ -259,7 +297,7 @@ def resubmit_run(
     record = mark_stale(settings, store.load(run_id))
     if record["phase"] in ("Running", "Pending"):
         raise UsageError(f"run {run_id}: is still running; wait for it or retry it later")
-    workflow = yaml.safe_load((store.path(run_id) / WORKFLOW_FILE).read_text())
+    workflow = _recorded_workflow(settings, run_id)
     params = {**record.get("parameters", {}), **parameters}
     reuse = (
         {
@@ -282,6 +320,16 @@ def resubmit_run(
         reuse_as_memoized=memoized,
         resubmitted_from=run_id,
     )
+
+
+def _recorded_workflow(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The Workflow a run executed (bounded like any workflow document)."""
+    path = store_for(settings).path(run_id) / WORKFLOW_FILE
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CnaiError(f"run {run_id}: cannot read {path}: {exc}") from None
+    return load_document(text, str(path), limits_for(settings))
 
 
 def task_log(settings: Settings, run_id: str, task: str | None) -> str:

@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from cnai.engine.durations import parse_duration
 from cnai.engine.expr import REFERENCE, references
+from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
+from cnai.engine.retryexpr import parse as parse_retry_expression
 from cnai.errors import UsageError
 
 EXECUTED = "executed"
@@ -81,6 +84,7 @@ _TEMPLATE: dict[str, Any] = {
     "retryStrategy": {
         "limit": EXECUTED,
         "retryPolicy": EXECUTED,
+        "expression": EXECUTED,
         "backoff": {
             "duration": EXECUTED,
             "factor": EXECUTED,
@@ -172,11 +176,15 @@ def check_supported(doc: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: not supported by the local engine")
     spec = doc.get("spec") or {}
     _walk(spec, WORKFLOW_SPEC, "spec", problems)
+    if not isinstance(spec, dict) or not isinstance(spec.get("templates") or [], list):
+        return problems
     for path, text in _strings(spec, "spec"):
         if any(ref.startswith("=") for ref in references(text)):
             problems.append(f"{path}: expression templates {{{{=...}}}} are not supported")
     for index, template in enumerate(spec.get("templates") or []):
         where = f"spec.templates[{index}]"
+        if not isinstance(template, dict):
+            continue
         kinds = [k for k in ("dag", "script", "container", "resource") if k in template]
         if len(kinds) != 1:
             problems.append(f"{where}: needs exactly one of dag, script, container, resource")
@@ -198,6 +206,102 @@ def check_supported(doc: dict[str, Any]) -> list[str]:
             problems.extend(
                 check_resource(template["resource"], f"{where}.resource", placeholders=True)
             )
+        problems.extend(_template_value_problems(template, where))
+    problems.extend(_spec_value_problems(spec))
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_reference(value: Any) -> bool:
+    return isinstance(value, str) and bool(REFERENCE.search(value))
+
+
+def _int_problem(value: Any, path: str, minimum: int, allow_text: bool) -> list[str]:
+    """``value`` must be an integer >= ``minimum`` (or, with ``allow_text``, a reference)."""
+    if allow_text and _has_reference(value):
+        return []
+    if allow_text and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_int(value) or value < minimum:
+        rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        return [f"{path}: must be {rule}, got {value!r}"]
+    return []
+
+
+def _duration_problem(value: Any, path: str) -> list[str]:
+    if _has_reference(value):
+        return []
+    try:
+        parse_duration(value if isinstance(value, (int, float, str)) else repr(value), path)
+    except UsageError as exc:
+        return [str(exc)]
+    return []
+
+
+def _spec_value_problems(spec: dict[str, Any]) -> list[str]:
+    """Typed fields of ``spec`` whose values the engine could not use (checked before a run)."""
+    problems: list[str] = []
+    if "parallelism" in spec:
+        problems += _int_problem(spec["parallelism"], "spec.parallelism", 1, allow_text=False)
+    if "activeDeadlineSeconds" in spec:
+        problems += _int_problem(
+            spec["activeDeadlineSeconds"], "spec.activeDeadlineSeconds", 1, allow_text=False
+        )
+    for field_name in ("entrypoint", "onExit"):
+        if field_name in spec and not isinstance(spec[field_name], str):
+            problems.append(f"spec.{field_name}: must be a template name")
+    return problems
+
+
+def _template_value_problems(template: dict[str, Any], where: str) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(template.get("name"), str):
+        problems.append(f"{where}.name: must be a string")
+    if "activeDeadlineSeconds" in template:
+        problems += _int_problem(
+            template["activeDeadlineSeconds"], f"{where}.activeDeadlineSeconds", 1, True
+        )
+    strategy = template.get("retryStrategy")
+    if isinstance(strategy, dict):
+        path = f"{where}.retryStrategy"
+        if "limit" in strategy:
+            problems += _int_problem(strategy["limit"], f"{path}.limit", 0, True)
+        backoff = strategy.get("backoff") or {}
+        if isinstance(backoff, dict):
+            for key in ("duration", "maxDuration", "cap"):
+                if key in backoff:
+                    problems += _duration_problem(backoff[key], f"{path}.backoff.{key}")
+            factor = backoff.get("factor")
+            if factor is not None and not _has_reference(factor):
+                try:
+                    float(factor)
+                except (TypeError, ValueError):
+                    problems.append(f"{path}.backoff.factor: must be a number, got {factor!r}")
+        if "expression" in strategy:
+            try:
+                parse_retry_expression(str(strategy["expression"]), f"{path}.expression")
+            except UsageError as exc:
+                problems.append(str(exc))
+    memo = template.get("memoize")
+    if isinstance(memo, dict) and "maxAge" in memo:
+        problems += _duration_problem(memo["maxAge"], f"{where}.memoize.maxAge")
+    for index, task in enumerate(((template.get("dag") or {}).get("tasks")) or []):
+        path = f"{where}.dag.tasks[{index}]"
+        if not isinstance(task, dict):
+            continue
+        if "withItems" in task and not isinstance(task["withItems"], list):
+            problems.append(f"{path}.withItems: must be a list")
+        for key in ("name", "template", "depends", "when", "withParam"):
+            if key in task and not isinstance(task[key], str):
+                problems.append(f"{path}.{key}: must be a string")
+        deps = task.get("dependencies")
+        if deps is not None and not (
+            isinstance(deps, list) and all(isinstance(d, str) for d in deps)
+        ):
+            problems.append(f"{path}.dependencies: must be a list of task names")
     return problems
 
 
@@ -226,6 +330,11 @@ def check_resource(resource: dict[str, Any], where: str, placeholders: bool = Fa
         problems.append(f"{where}.manifest: only ray.io/v1 RayJob resources run locally")
         return problems
     _walk(manifest.get("spec") or {}, RAYJOB_SPEC, f"{where}.manifest.spec", problems)
+    deadline = (manifest.get("spec") or {}).get("activeDeadlineSeconds")
+    if deadline is not None:
+        problems += _int_problem(
+            deadline, f"{where}.manifest.spec.activeDeadlineSeconds", 1, allow_text=placeholders
+        )
     if not (manifest.get("spec") or {}).get("entrypoint"):
         problems.append(f"{where}.manifest.spec.entrypoint: required")
     for path, env in _rayjob_env_entries(manifest, f"{where}.manifest"):
@@ -260,15 +369,89 @@ def ensure_supported(doc: dict[str, Any], source: str) -> None:
         raise UsageError(f"{source}: the local engine refuses to run it: {listed}")
 
 
-def load_document(text: str, source: str) -> dict[str, Any]:
-    """Parse one YAML document; UsageError naming ``source`` otherwise."""
+def load_document(
+    text: str | bytes, source: str, limits: EngineLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """Parse one YAML document; UsageError naming ``source`` otherwise.
+
+    The document is bounded before it is built: at most ``limits.max_document_bytes``
+    bytes, ``limits.max_document_nodes`` nodes once aliases are expanded (a YAML
+    "billion laughs" is a few hundred bytes that expand to billions of nodes) and
+    ``limits.max_document_depth`` levels of nesting; recursive aliases are refused.
+    PyYAML has no such limits, hence the check on its node graph here.
+    """
+    size = len(text)
+    if size > limits.max_document_bytes:
+        raise UsageError(
+            f"{source}: {size} bytes is more than the {limits.max_document_bytes} a workflow "
+            "may have (setting engine.max_document_bytes)"
+        )
+    loader = yaml.SafeLoader(text)
     try:
-        doc = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_node_graph(node, source, limits)
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}: not valid YAML ({exc})") from exc
+    except RecursionError:
+        raise UsageError(
+            f"{source}: nested more than {limits.max_document_depth} levels deep "
+            "(setting engine.max_document_depth)"
+        ) from None
+    finally:
+        loader.dispose()
     if not isinstance(doc, dict):
         raise UsageError(f"{source}: expected one YAML mapping")
     return doc
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_node_graph(root: yaml.Node, source: str, limits: EngineLimits) -> None:
+    """Refuse a node graph too large or too deep once expanded, or with a recursive alias.
+
+    Aliases make the graph a DAG whose shared nodes count once per use; sizes and
+    depths are computed once per node (memoized), so the check is linear in the text.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if finished:
+            active.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > limits.max_document_nodes:
+                raise UsageError(
+                    f"{source}: expands to more than {limits.max_document_nodes} YAML nodes "
+                    "(aliases count each time they are used; setting engine.max_document_nodes)"
+                )
+            if depth[key] > limits.max_document_depth:
+                raise UsageError(
+                    f"{source}: nested more than {limits.max_document_depth} levels deep "
+                    "(setting engine.max_document_depth)"
+                )
+            continue
+        if key in size:
+            continue
+        active.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise UsageError(f"{source}: a YAML alias refers to itself (recursive alias)")
+            if id(child) not in size:
+                stack.append((child, False))
 
 
 def instantiate(

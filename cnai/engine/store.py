@@ -7,18 +7,47 @@ executed) and ``tasks/<node>/`` with each task's ``main.log`` and sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import string
+import threading
 from pathlib import Path
 from typing import Any
 
-from cnai.errors import UsageError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cnai.errors import CnaiError, UsageError
 
 RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 FINISHED = ("Succeeded", "Failed", "Error")
+
+
+class CorruptRecordError(CnaiError):
+    """A ``run.json`` that is not a run record (truncated, hand-edited, not an object)."""
+
+
+class _NodeShape(BaseModel):
+    """The fields of a node record every reader relies on."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    phase: str
+
+
+class _RecordShape(BaseModel):
+    """The fields of a run record every reader relies on."""
+
+    model_config = ConfigDict(extra="allow")
+    run_id: str
+    phase: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_seconds: float | None = None
+    parameters: dict[str, Any] = {}
+    tasks: list[_NodeShape] = []
 
 
 def check_run_id(run_id: str) -> None:
@@ -58,29 +87,80 @@ class RunStore:
         return folder
 
     def save(self, record: dict[str, Any]) -> None:
-        """Atomically write ``run.json`` of ``record['run_id']``."""
+        """Atomically write ``run.json`` of ``record['run_id']``.
+
+        CnaiError (one line) when it cannot be written; no temporary file is left.
+        """
         folder = self.path(record["run_id"])
-        tmp = folder / f"run.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-        os.replace(tmp, folder / "run.json")
+        tmp = folder / f"run.json.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            tmp.write_text(json.dumps(record, indent=1, default=str))
+            os.replace(tmp, folder / "run.json")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CnaiError(
+                f"cannot write run record {folder / 'run.json'}: {exc.strerror or exc}"
+            ) from None
 
     def load(self, run_id: str) -> dict[str, Any]:
-        """The record of run ``run_id``; UsageError when there is none."""
+        """The record of run ``run_id``.
+
+        UsageError when there is none; CorruptRecordError when ``run.json`` is not a
+        run record of that id.
+        """
         path = self.path(run_id) / "run.json"
         try:
-            return dict(json.loads(path.read_text()))
+            text = path.read_text()
         except FileNotFoundError as exc:
             raise UsageError(f"run {run_id}: no such run under {self.root}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptRecordError(
+                f"run {run_id}: cannot read its record {path}: {exc}"
+            ) from None
+        return _parse_record(text, run_id, path)
+
+    def scan(self) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """Readable run records (newest first) and corrupt ones (run id, path, problem)."""
+        records: list[dict[str, Any]] = []
+        corrupt: list[dict[str, str]] = []
+        for path in sorted(self.root.glob("*/run.json")) if self.root.is_dir() else []:
+            run_id = path.parent.name
+            try:
+                records.append(self.load(run_id))
+            except CnaiError as exc:
+                corrupt.append({"run_id": run_id, "path": str(path), "problem": str(exc)})
+        records.sort(key=lambda r: r.get("started_at") or 0, reverse=True)
+        return records, corrupt
 
     def list(self) -> list[dict[str, Any]]:
-        """Every run record, newest first."""
-        records = []
-        for path in self.root.glob("*/run.json") if self.root.is_dir() else []:
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue
-        return sorted(records, key=lambda r: r.get("started_at") or 0, reverse=True)
+        """Every readable run record, newest first (corrupt ones are left out; see scan)."""
+        return self.scan()[0]
+
+
+def _parse_record(text: str, run_id: str, path: Path) -> dict[str, Any]:
+    """``text`` as the run record of ``run_id``; CorruptRecordError naming the problem."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecordError(f"run {run_id}: corrupt record {path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecordError(
+            f"run {run_id}: corrupt record {path}: a JSON {type(data).__name__}, not an object"
+        )
+    try:
+        _RecordShape.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(record)"
+        raise CorruptRecordError(
+            f"run {run_id}: corrupt record {path}: {where}: {first['msg']}"
+        ) from None
+    if data["run_id"] != run_id:
+        raise CorruptRecordError(
+            f"run {run_id}: corrupt record {path}: it names run {data['run_id']!r}"
+        )
+    return dict(data)
 
 
 def engine_alive(record: dict[str, Any]) -> bool:

@@ -3,6 +3,8 @@
 - the entrypoint, ``onExit`` and every DAG task's template exist;
 - DAG dependencies name tasks of the same DAG and form no cycle; a task that uses
   another task's outputs depends on it (directly or through others);
+- no template calls itself, directly or through other templates (recursion grows a
+  run without bound; the local engine also stops at ``engine.max_template_depth``);
 - every ``{{...}}`` reference resolves in its scope (workflow globals, the
   template's declared inputs, declared outputs of tasks in the same DAG, ``item``
   only with ``withItems``/``withParam``);
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import graphlib
 import re
 from pathlib import Path
 from typing import Any
@@ -95,7 +98,38 @@ class _Checker:
             self.add("spec.entrypoint", "required")
         for index, template in self.templates.values():
             self.check_template(template, f"spec.templates[{index}]")
+        self.check_recursion()
         return self.problems
+
+    def check_recursion(self) -> None:
+        """Refuse templates that call themselves, directly or through other templates."""
+        calls: dict[str, set[str]] = {}
+        for name, (_, template) in self.templates.items():
+            if not isinstance(name, str):
+                continue
+            called: set[str] = set()
+            for task in (template.get("dag") or {}).get("tasks") or []:
+                if isinstance(task, dict) and isinstance(task.get("template"), str):
+                    called.add(task["template"])
+            for group in template.get("steps") or []:
+                for step in group if isinstance(group, list) else []:
+                    if isinstance(step, dict) and isinstance(step.get("template"), str):
+                        called.add(step["template"])
+            calls[name] = {c for c in called if c in self.templates}
+        try:
+            graphlib.TopologicalSorter(calls).prepare()
+        except graphlib.CycleError as exc:
+            cycle = [str(n) for n in reversed(exc.args[1])]
+            index = self.templates[cycle[0]][0]
+            what = (
+                f"template {cycle[0]!r} calls itself"
+                if len(cycle) == 2
+                else f"templates call each other in a cycle {' -> '.join(cycle)}"
+            )
+            self.add(
+                f"spec.templates[{index}]",
+                f"{what}: recursion is refused (a run would grow without bound)",
+            )
 
     def check_template(self, template: dict[str, Any], path: str) -> None:
         inputs = {f"inputs.parameters.{p.get('name')}" for p in _params(template.get("inputs"))}

@@ -55,21 +55,28 @@ def _render(summary: dict[str, Any]) -> str:
 
 
 def finish(record: dict[str, Any]) -> dict[str, Any]:
-    """The summary of a finished run; CnaiError (exit 1, JSON kept) when it did not succeed."""
-    from cnai.errors import CnaiError
+    """The summary of a finished run; an error (JSON kept) when it did not succeed.
+
+    Exit 2 when a task refused its input (it exited with the bad-input code, see
+    cnai.engine.badinput), else exit 1.
+    """
+    from cnai.errors import CnaiError, UsageError
     from pipelines.local import summarize
 
     summary = summarize(record)
     if record["phase"] != "Succeeded":
-        raise CnaiError(
-            f"run {record['run_id']} {record['phase']}: {record.get('message') or 'see cnai runs'}",
-            data=summary,
+        message = (
+            f"run {record['run_id']} {record['phase']}: {record.get('message') or 'see cnai runs'}"
         )
+        if any(n.get("bad_input") for n in record.get("tasks") or []):
+            raise UsageError(message, data=summary)
+        raise CnaiError(message, data=summary)
     return summary
 
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: compile (or read ``--file``), run, summarize."""
+    from cnai.engine.limits import limits_for
     from cnai.engine.runs import parse_parameters, start_run
     from cnai.engine.spec import load_document
     from cnai.engine.view import RunView
@@ -79,15 +86,20 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
     settings = ctx.settings
     parameters = parse_parameters(args.parameters)
+    limits = limits_for(settings)
     if args.file:
         path = Path(args.file)
         try:
-            text = path.read_text()
+            with open(path, "rb") as handle:  # bounded: --file /dev/zero must not hang
+                data = handle.read(limits.max_document_bytes + 1)
+            text = data.decode("utf-8")
         except OSError as exc:
             raise UsageError(f"--file {path}: cannot read ({exc})") from exc
-        doc, preload, source = load_document(text, str(path)), [], str(path)
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--file {path}: not UTF-8 text ({exc.reason})") from None
+        doc, preload, source = load_document(text, f"--file {path}", limits), [], str(path)
     else:
-        doc = load_document(compiled_template(settings), "cnai-retrain")
+        doc = load_document(compiled_template(settings), "cnai-retrain", limits)
         preload, source = PRELOAD, "cnai-retrain"
         for key, value in git_defaults(Path.cwd(), settings.home).items():
             parameters.setdefault(key, value)

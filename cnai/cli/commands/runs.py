@@ -67,7 +67,10 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from cnai.engine.runs import mark_stale, store_for
 
     runs = []
-    for record in store_for(ctx.settings).list():
+    records, corrupt = store_for(ctx.settings).scan()
+    for bad in corrupt:
+        ctx.progress.info(f"cnai: warning: skipped {bad['problem']}")
+    for record in records:
         record = mark_stale(ctx.settings, record)
         runs.append(
             {
@@ -78,7 +81,7 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                 "parameters": record.get("parameters", {}),
             }
         )
-    return {"runs": runs}
+    return {"runs": runs, "corrupt": corrupt}
 
 
 def show_run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
