@@ -44,8 +44,9 @@ class GatewayLimits:
     body_timeout: float = 30.0
     """Seconds a request may take to send its whole body after its headers; then 408."""
     max_buffered_bytes: int = 64 * 1024 * 1024
-    """Request body bytes held at once across all requests; a body that does not fit
-    gets 503 with ``Retry-After``."""
+    """Request body bytes held at once across all requests, beyond the first 64 KiB of
+    each (small deliveries always fit); a body that does not fit gets 503 with
+    ``Retry-After``."""
     max_json_depth: int = 64
     """Nesting depth of a delivery's JSON body; deeper is 400."""
     max_argument_bytes: int = 4096

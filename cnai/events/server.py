@@ -52,6 +52,9 @@ from cnai.events.store import EventStore, RunRecord
 DELIVERY_HEADER = "X-GitHub-Delivery"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_ID = 200
+UNBUDGETED_BYTES = 64 * 1024
+"""The first bytes of each body are outside ``max_buffered_bytes`` (so small deliveries
+are never refused for lack of budget); they are bounded by ``max_connections`` instead."""
 EVALUATION_ERRORS = (
     ValueError,
     TypeError,
@@ -246,10 +249,10 @@ class Gateway:
             {"Retry-After": "5"},
         )
         length = request.content_length
-        if length is not None:
-            if not self.budget.take(length):
+        if length is not None and length > UNBUDGETED_BYTES:
+            if not self.budget.take(length - UNBUDGETED_BYTES):
                 raise busy
-            reserved[0] += length
+            reserved[0] += length - UNBUDGETED_BYTES
         chunks: list[bytes] = []
         size = 0
         try:
@@ -263,8 +266,8 @@ class Gateway:
                         raise RefusedError(
                             413, f"payload over maxPayloadSize {route.max_payload} bytes"
                         )
-                    if size > reserved[0]:
-                        extra = size - reserved[0]
+                    if size - UNBUDGETED_BYTES > reserved[0]:
+                        extra = size - UNBUDGETED_BYTES - reserved[0]
                         if not self.budget.take(extra):
                             raise busy
                         reserved[0] += extra

@@ -3,6 +3,8 @@
 - ``cnai events serve``: serve the EventSources' webhooks on 127.0.0.1 and start
   ``cnai run`` for every event the Sensor accepts (see cnai/events/server.py);
 - ``cnai events install-hook --repo PATH``: make ``git push`` to PATH deliver to it;
+- ``cnai events flush --repo PATH``: resend deliveries that hook saved while the
+  gateway was down;
 - ``cnai events check``: load events/*.yaml as the gateway would, validate it against
   the upstream schema (when ../shared/schemas is present) and round-trip it through Hera.
 
@@ -106,7 +108,25 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     hook.add_argument("--secret-file", help="file holding the webhook secret (path is stored)")
     hook.add_argument("--force", action="store_true", help="replace an existing post-receive")
+    hook.add_argument(
+        "--spool-limit",
+        type=int,
+        default=100,
+        help="deliveries kept for resending while the gateway is down (default 100)",
+    )
     hook.set_defaults(handler=run_install_hook)
+
+    flush = sub.add_parser(
+        "flush",
+        parents=[common],
+        help="resend the push deliveries a git hook saved while the gateway was down",
+        description="Resend, oldest first, the deliveries the post-receive hook of --repo "
+        "saved because the gateway was unreachable or busy. The secret comes from "
+        "$CNAI_GITHUB_WEBHOOK_SECRET or --secret-file. Exit 1 when some are still pending.",
+    )
+    flush.add_argument("--repo", required=True, help="path of the git repository")
+    flush.add_argument("--secret-file", help="file holding the webhook secret")
+    flush.set_defaults(handler=run_flush)
 
     check = sub.add_parser(
         "check",
@@ -280,8 +300,39 @@ def run_install_hook(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     secret_file = Path(args.secret_file) if args.secret_file else None
     if secret_file is not None and not secret_file.is_file():
         raise UsageError(f"--secret-file {secret_file}: no such file")
-    hook = install_hook(Path(args.repo), url, repository, secret_file, force=args.force)
+    hook = install_hook(
+        Path(args.repo),
+        url,
+        repository,
+        secret_file,
+        force=args.force,
+        spool_limit=args.spool_limit,
+    )
     return {"hook": str(hook), "url": url, "repository": repository}
+
+
+def run_flush(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """Handler: resend spooled push deliveries."""
+    from cnai.errors import CnaiError
+    from cnai.events.hook import SECRET_ENV, flush_spool
+
+    repo = Path(args.repo)
+    if not repo.exists():
+        raise UsageError(f"--repo {repo}: no such folder")
+    secret = os.environ.get(SECRET_ENV)
+    if not secret and args.secret_file:
+        try:
+            secret = Path(args.secret_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--secret-file {args.secret_file}: {exc.strerror}") from exc
+    result = flush_spool(repo, secret)
+    if result["left"]:
+        raise CnaiError(
+            f"{result['left']} deliveries still pending in {result['spool']} "
+            "(gateway unreachable or busy)",
+            data=result,
+        )
+    return result
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
