@@ -36,7 +36,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -208,9 +208,9 @@ class Gateway:
         async def handle(request: web.Request) -> web.Response:
             log: dict[str, Any] = {"event": None, "delivery": None, "run_id": None}
             headers: dict[str, str] = {}
+            reserved = [0]
             try:
-                async with self._body_scope() as scope:
-                    status, body = await self._deliver(route, request, log, scope)
+                status, body = await self._deliver(route, request, log, reserved)
             except RefusedError as rejected:
                 status = rejected.status
                 body = {"status": "rejected", "reason": rejected.reason}
@@ -220,6 +220,8 @@ class Gateway:
                 self.log_error("delivery", exc)
                 status, body = 500, {"status": "error", "reason": "internal error (see log)"}
                 log["decision"] = f"error: {type(exc).__name__}"
+            finally:
+                self.budget.give(reserved[0])  # the body is no longer held
             entry = {"kind": "delivery", "endpoint": route.endpoint, "status": status, **log}
             if status >= 400:
                 self.bounded(f"rejected {status}", entry)
@@ -231,15 +233,6 @@ class Gateway:
             return response
 
         return handle
-
-    @contextlib.asynccontextmanager
-    async def _body_scope(self) -> AsyncIterator[list[int]]:
-        """Holds the bytes a request reserved from the budget until its answer is made."""
-        reserved = [0]
-        try:
-            yield reserved
-        finally:
-            self.budget.give(reserved[0])
 
     async def _read_body(self, route: Route, request: web.Request, reserved: list[int]) -> bytes:
         busy = RefusedError(
