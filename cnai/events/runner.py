@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -211,7 +211,7 @@ class RunQueue:
                 return
         try:
             created = psutil.Process(process.pid).create_time()
-        except psutil.Error:
+        except (psutil.Error, OSError):  # e.g. no file descriptor left to read /proc
             created = None
         self.store.mark_started(run_id, log_path, process.pid, created)
         self.on_event({"run_id": run_id, "status": "running", "branch": record.branch})
@@ -271,12 +271,12 @@ def _alive(run: RunRecord) -> bool:
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
         created = process.create_time()
-    except psutil.Error:
+    except (psutil.Error, OSError):
         return False
     return run.pid_started is None or abs(created - run.pid_started) < 1.0
 
 
-async def _terminate(pid: int, wait: Callable[[], object] | None) -> None:
+async def _terminate(pid: int, wait: Callable[[], Awaitable[int]] | None) -> None:
     """SIGTERM the run's process group, SIGKILL it after 10 s."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
@@ -284,7 +284,7 @@ async def _terminate(pid: int, wait: Callable[[], object] | None) -> None:
     while time.monotonic() < deadline:
         if wait is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wait(), timeout=0.1)  # type: ignore[arg-type]
+                await asyncio.wait_for(wait(), timeout=0.1)
         else:
             await asyncio.sleep(0.1)
         if not _group_alive(pid):
@@ -292,7 +292,7 @@ async def _terminate(pid: int, wait: Callable[[], object] | None) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     if wait is not None:
-        await wait()  # type: ignore[misc]
+        await wait()
 
 
 def _group_alive(pgid: int) -> bool:
