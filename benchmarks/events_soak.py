@@ -49,7 +49,7 @@ RECORDER = (
     "    f.write(json.dumps({'argv': sys.argv[1:], 'start': time.time()}) + '\\n')\n"
     "print(json.dumps({'phase': 'Succeeded'}))\n"
 )
-EXPECTED = {
+EXPECTED: dict[str, set[Any]] = {
     "valid": {202},
     "replay": {200},
     "filtered": {200},
