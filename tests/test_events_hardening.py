@@ -556,6 +556,47 @@ def test_a_push_while_the_gateway_is_down_is_spooled_and_flushed(tmp_path: Path)
         assert gateway.stop() == 0
 
 
+def _commit_step(work: Path, name: str) -> str:
+    (work / "steps").mkdir(exist_ok=True)
+    (work / "steps" / name).write_text(f"{name} = 1\n")
+    _git(work, "add", "-A")
+    _git(work, "commit", "-q", "-m", name)
+    return _git(work, "rev-parse", "HEAD").strip()
+
+
+def test_the_next_push_resends_spooled_deliveries_first(tmp_path: Path) -> None:
+    """Item 8: deliveries saved while the gateway was down go out, oldest first, before
+    the next push's own, once the gateway is back."""
+    home = tmp_path / "home"
+    home.mkdir()
+    origin = tmp_path / "origin.git"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/push"
+    installed = run_cli(["events", "install-hook", "--repo", str(origin), "--url", url], home)
+    assert installed.returncode == 0, installed.stderr
+    work = tmp_path / "work"
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    env = {"CNAI_GITHUB_WEBHOOK_SECRET": SECRET}
+    first = _commit_step(work, "a.py")
+    assert "saved" in _git(work, "push", "origin", "HEAD:main", env=env)
+    record = tmp_path / "runs.jsonl"
+    launcher = f"{sys.executable} {write_recorder(tmp_path)}"
+    gateway = start_gateway(
+        home, ["--launcher", launcher, "--port", str(port)], env={"RECORDER_FILE": str(record)}
+    )
+    try:
+        second = _commit_step(work, "b.py")
+        out = _git(work, "push", "origin", "main", env=env)
+        assert out.index("(resent) -> 202") < out.rindex("-> 202"), out
+        assert not list((origin / "cnai-events-spool").glob("*.json"))
+        assert _wait(lambda: len(recorded(record)) == 2)
+        shas = [argv_params(r["argv"])["git_sha"] for r in recorded(record)]
+        assert shas == [first, second]
+    finally:
+        assert gateway.stop() == 0
+
+
 def test_install_hook_refuses_a_bad_url_and_the_hook_never_raises(tmp_path: Path) -> None:
     """Item 9: `--url notaurl` or a URL with a space is refused at install (exit 2); a
     hook installed with a bad URL anyway reports one line per ref, no traceback."""

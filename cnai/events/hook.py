@@ -29,7 +29,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,16 +250,24 @@ class Spool:
 
 
 def send_all(
-    deliveries: list[Delivery], spool: Spool, secret: str | None, out: Any = None
+    deliveries: list[Delivery],
+    spool: Spool,
+    secret: str | None,
+    out: Any = None,
+    url: str | None = None,
 ) -> tuple[int, int]:
     """Post spooled then new deliveries in order; (answered, left in the spool).
 
     Once the gateway is found unreachable (or answers 429/5xx) the rest are spooled
-    without being tried, so their order is kept.
+    without being tried, so their order is kept. ``url`` (the hook's current one)
+    replaces the URL saved with spooled deliveries.
     """
     out = out or sys.stdout
     answered, down = 0, None
-    for item in [*spool.pending(), *deliveries]:
+    spooled = spool.pending()
+    if url is not None:
+        spooled = [replace(item, url=url) for item in spooled]
+    for item in [*spooled, *deliveries]:
         retry_reason = down
         if retry_reason is None:
             try:
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         deliveries.append(Delivery(ref, str(uuid.uuid4()), body, args.url))
     try:
-        send_all(deliveries, Spool(repo / SPOOL_DIR, args.spool_limit), secret)
+        send_all(deliveries, Spool(repo / SPOOL_DIR, args.spool_limit), secret, url=args.url)
     except Exception as exc:  # noqa: BLE001 - a hook must not fail the push
         print(f"cnai hook: delivery failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0
