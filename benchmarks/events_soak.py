@@ -41,7 +41,7 @@ from cnai.events.signature import github_signature  # noqa: E402
 
 SECRET = "soak-secret"
 TOKEN = "soak-token"
-MEMORY_BOUND_MB = 40
+MEMORY_BOUND_MB = 20
 """Resident memory allowed above the warmed-up start once the load is over."""
 RECORDER = (
     "import json, os, sys, time\n"

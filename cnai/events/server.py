@@ -22,8 +22,10 @@ run on the pure-Python h11 parser (httptools is not installed), several times sl
 and has no body read timeout either. What aiohttp lacks is added in this module with
 its public API only: a cap on open connections (checked when a connection is accepted,
 :class:`_CappedListener`), a deadline for reading a body, a budget of body bytes
-held at once across requests (:class:`BodyBudget`) and rate-limited error logging
-(:class:`BoundedLog`). All limits are settings (:mod:`cnai.events.limits`).
+held at once across requests (:class:`BodyBudget`; a body with a Content-Length is read
+into one buffer of that size, no second copy), handing freed body memory back to the
+OS (:class:`_HeapTrim`) and rate-limited error logging (:class:`BoundedLog`). All
+limits are settings (:mod:`cnai.events.limits`).
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ class Gateway:
             rate_limit=rate_limit,
         )
         self.budget = BodyBudget(self.limits.max_buffered_bytes)
+        self._trim = _HeapTrim()
         self.refused_connections = 0
         self.app = web.Application(client_max_size=1024)
         for route in config.spec.routes:
@@ -222,6 +225,8 @@ class Gateway:
                 log["decision"] = f"error: {type(exc).__name__}"
             finally:
                 self.budget.give(reserved[0])  # the body is no longer held
+                if reserved[0] and not self.budget.held:
+                    self._trim.after_large_bodies()
             entry = {"kind": "delivery", "endpoint": route.endpoint, "status": status, **log}
             if status >= 400:
                 self.bounded(f"rejected {status}", entry)
@@ -234,7 +239,9 @@ class Gateway:
 
         return handle
 
-    async def _read_body(self, route: Route, request: web.Request, reserved: list[int]) -> bytes:
+    async def _read_body(
+        self, route: Route, request: web.Request, reserved: list[int]
+    ) -> bytes | bytearray:
         busy = RefusedError(
             503,
             f"gateway busy: request bodies held at once are at events.max_buffered_bytes "
@@ -248,6 +255,7 @@ class Gateway:
             reserved[0] += length - UNBUDGETED_BYTES
         chunks: list[bytes] = []
         size = 0
+        buffer = bytearray(length) if length else None  # one allocation, no join copy
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 while True:
@@ -264,11 +272,20 @@ class Gateway:
                         if not self.budget.take(extra):
                             raise busy
                         reserved[0] += extra
-                    chunks.append(chunk)
+                    if buffer is not None and size <= len(buffer):
+                        buffer[size - len(chunk) : size] = chunk
+                    else:
+                        chunks.append(chunk)
         except TimeoutError:
             raise RefusedError(
                 408, f"body not received within events.body_timeout {self.limits.body_timeout}s"
             ) from None
+        except (OSError, EOFError):
+            raise RefusedError(400, "connection lost before the body was complete") from None
+        if buffer is not None:
+            if size != len(buffer):
+                raise RefusedError(400, f"body of {size} bytes, Content-Length said {len(buffer)}")
+            return bytes(buffer) if len(buffer) <= UNBUDGETED_BYTES else buffer
         return b"".join(chunks)
 
     async def _deliver(
@@ -448,6 +465,42 @@ class Gateway:
         self.store.close()
 
 
+class _HeapTrim:
+    """Hands freed heap memory back to the OS after large bodies (glibc ``malloc_trim``).
+
+    Without it glibc keeps the pages of freed request bodies (its mmap threshold grows
+    with the largest block freed), so the gateway's memory would stay near its peak.
+    At most once a second (a call within the second is deferred to its end); a no-op
+    where the C library has no ``malloc_trim``.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._pending = False
+        try:
+            import ctypes
+
+            self._trim: Any = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def after_large_bodies(self) -> None:
+        """Trim now, or at the end of the second since the last trim."""
+        if self._trim is None or self._pending:
+            return
+        wait = self._last + 1.0 - time.monotonic()
+        if wait <= 0:
+            self._run()
+        else:
+            self._pending = True
+            asyncio.get_running_loop().call_later(wait, self._run)
+
+    def _run(self) -> None:
+        self._pending = False
+        self._last = time.monotonic()
+        self._trim(0)
+
+
 class _CappedListener:
     """Protocol factory: aiohttp's handler, or a 503-and-close while at the cap."""
 
@@ -505,7 +558,7 @@ def _delivery_id(route: Route, request: web.Request) -> str | None:
     return value if route.kind == "github" else f"{route.event}-{value}"
 
 
-def _parse_json(body: bytes, max_depth: int) -> dict[str, Any]:
+def _parse_json(body: bytes | bytearray, max_depth: int) -> dict[str, Any]:
     """The body as a JSON object; RefusedError(400) naming the rule it breaks."""
     try:
         payload = json.loads(body)
