@@ -634,3 +634,25 @@ def test_serve_port_out_of_range_is_exit_2_naming_the_flag(tmp_path: Path) -> No
         result = run_cli(["events", "serve", "--port", port], tmp_path, env=SECRETS_ENV)
         assert result.returncode == 2, result.stderr
         assert "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_limit_settings_are_exit_2_naming_the_setting(tmp_path: Path) -> None:
+    """Items 3-5: the gateway's limits are settings; a bad value is refused at start-up
+    (exit 2) naming `config events.<key>`."""
+    from tests.test_events_support import SECRETS_ENV
+
+    cases = [
+        ({"max_connections": "many"}, "events.max_connections"),
+        ({"header_timeout": 0}, "events.header_timeout"),
+        ({"max_json_depth": 2.5}, "events.max_json_depth"),
+        ({"rate_limit": {"unit": "Day", "requestsPerUnit": 1}}, "events.rate_limit.unit"),
+        ({"rate_limit": {"unit": "Minute", "requestsPerUnit": 0}}, "requestsPerUnit"),
+        ({"max_queue": 3}, "events.max_queue"),
+    ]
+    for index, (events, named) in enumerate(cases):
+        home = tmp_path / f"h{index}"
+        home.mkdir()
+        (home / "config.yaml").write_text(yaml.safe_dump({"events": events}))
+        result = run_cli(["events", "serve", "--port", "0"], home, env=SECRETS_ENV)
+        assert result.returncode == 2, (events, result.stderr)
+        assert named in result.stderr and "Traceback" not in result.stderr, result.stderr
