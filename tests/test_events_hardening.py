@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -311,6 +312,11 @@ def test_bodies_over_the_buffered_bytes_budget_get_503(tmp_path: Path) -> None:
         time.sleep(0.3)
         body, headers = _signed(push_payload(ref="refs/heads/dev"))
         assert process.post("/push", body, headers).status_code == 200
+        # A gzip-encoded body (decoded length != Content-Length) is still read whole.
+        headers["Content-Encoding"] = "gzip"
+        headers["X-GitHub-Delivery"] = "gzip-1"
+        answer = process.post("/push", gzip.compress(body), headers)
+        assert answer.status_code == 200 and answer.json()["status"] == "filtered"
 
 
 def test_rejections_are_logged_at_a_bounded_rate(tmp_path: Path) -> None:

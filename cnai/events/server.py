@@ -255,7 +255,10 @@ class Gateway:
             reserved[0] += length - UNBUDGETED_BYTES
         chunks: list[bytes] = []
         size = 0
-        buffer = bytearray(length) if length else None  # one allocation, no join copy
+        # One allocation and no join copy when the length is known (aiohttp decompresses
+        # a Content-Encoding body, whose decoded length is not Content-Length).
+        encoded = request.headers.get("Content-Encoding", "identity") != "identity"
+        buffer = bytearray(length) if length and not encoded else None
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 while True:
@@ -291,7 +294,7 @@ class Gateway:
     async def _deliver(
         self, route: Route, request: web.Request, log: dict[str, Any], reserved: list[int]
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, response body) for one request; Refused for the refusals."""
+        """(HTTP status, response body) for one request; RefusedError for the refusals."""
         if request.method != route.method:
             raise RefusedError(405, f"method {request.method} not allowed (use {route.method})")
         if request.content_length is not None and request.content_length > route.max_payload:
