@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -464,7 +465,7 @@ def test_a_second_gateway_on_one_home_exits_2_naming_the_first(tmp_path: Path) -
 def test_after_sigkill_a_restarted_gateway_adopts_the_running_run(tmp_path: Path) -> None:
     """Item 7: SIGKILL of the gateway leaves its run going; the next gateway adopts it
     (not `interrupted`) and starts the branch's next run only after it ended."""
-    process, record = _gateway(tmp_path, sleep=3)
+    process, record = _gateway(tmp_path, sleep=4)
     first = process.push(push_payload(after="a1" * 20)).json()["run_id"]
     second = process.push(push_payload(after="b2" * 20)).json()["run_id"]
     assert _wait(lambda: process.run(first)["status"] == "running")
@@ -477,8 +478,18 @@ def test_after_sigkill_a_restarted_gateway_adopts_the_running_run(tmp_path: Path
         env={"RECORDER_FILE": str(record), "RECORDER_SLEEP": "0.2"},
     )
     try:
-        assert again.run(first)["status"] == "running"
-        done = again.wait_run(first, timeout=20)
+        assert again.run(first)["status"] in ("running", "succeeded")  # not interrupted
+        try:
+            done = again.wait_run(first, timeout=20)
+        except AssertionError as exc:  # say what the orphan's process was doing
+            pid = again.run(first)["pid"]
+            try:
+                proc = psutil.Process(pid)
+                state = f"{proc.status()} {proc.cmdline()} {proc.create_time()}"
+            except psutil.Error as err:
+                state = repr(err)
+            detail = f"pid {pid}: {state}; {again.stderr_path.read_text()}"
+            raise AssertionError(f"{exc}; {detail}") from exc
         assert done["status"] == "succeeded" and done["phase"] == "Succeeded"
         assert again.wait_run(second, timeout=20)["status"] == "succeeded"
     finally:

@@ -117,8 +117,7 @@ class RunQueue:
                 self._adopted.setdefault(run.branch, set()).add(run.id)
                 self.submit(run.id, run.branch)
             else:
-                message = "the gateway stopped while it ran"
-                self.store.mark_finished(run.id, "interrupted", None, None, message)
+                self._settle_orphan(run, "finished while no gateway was running")
         queued = self.store.runs(("queued",))
         for run in queued:
             self.submit(run.id, run.branch)
@@ -255,11 +254,22 @@ class RunQueue:
             await _terminate(record.pid, None)
             self.store.mark_finished(run_id, "interrupted", None, None, "the gateway stopped")
             raise
-        phase = _phase(Path(record.log_path)) if record.log_path else None
-        status = "succeeded" if phase == "Succeeded" else "failed"
-        message = "adopted after a gateway restart; its exit code is unknown"
-        self.store.mark_finished(run_id, status, None, phase, message)
-        self.on_event({"run_id": run_id, "status": status, "phase": phase, "adopted": True})
+        self._settle_orphan(record, "adopted after a gateway restart")
+
+    def _settle_orphan(self, run: RunRecord, how: str) -> None:
+        """Record the outcome of a run whose process was not this gateway's child.
+
+        Its exit code is unknown: the engine's printed phase decides; a run that
+        printed none was cut short (``interrupted``).
+        """
+        phase = _phase(Path(run.log_path)) if run.log_path else None
+        if phase is None:
+            status, message = "interrupted", "the gateway stopped while it ran"
+        else:
+            status = "succeeded" if phase == "Succeeded" else "failed"
+            message = f"{how}; its exit code is unknown"
+        self.store.mark_finished(run.id, status, None, phase, message)
+        self.on_event({"run_id": run.id, "status": status, "phase": phase, "orphan": how})
 
 
 def _alive(run: RunRecord) -> bool:
