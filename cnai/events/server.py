@@ -242,13 +242,16 @@ class Gateway:
     async def _read_body(
         self, route: Route, request: web.Request, reserved: list[int]
     ) -> bytes | bytearray:
+        length = request.content_length
+        if length is not None and length <= UNBUDGETED_BYTES and request.content.is_eof():
+            # A small body already received in full (the common case): no timer, no budget.
+            return await request.content.read()
         busy = RefusedError(
             503,
             f"gateway busy: request bodies held at once are at events.max_buffered_bytes "
             f"{self.limits.max_buffered_bytes}; retry later",
             {"Retry-After": "5"},
         )
-        length = request.content_length
         if length is not None and length > UNBUDGETED_BYTES:
             if not self.budget.take(length - UNBUDGETED_BYTES):
                 raise busy
