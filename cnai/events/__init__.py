@@ -15,7 +15,9 @@ Modules:
 - :mod:`cnai.events.signature`: GitHub's HMAC-SHA256 signatures and bearer tokens
 - :mod:`cnai.events.store`: the persistent delivery log and run queue
 - :mod:`cnai.events.runner`: background runs, one at a time per branch
+- :mod:`cnai.events.limits`: the gateway's limits and their settings
+- :mod:`cnai.events.lock`: one gateway per home
 - :mod:`cnai.events.server`: the aiohttp gateway
-- :mod:`cnai.events.hook`: the git post-receive hook and its installer
+- :mod:`cnai.events.hook`: the git post-receive hook, its spool and its installer
 - :mod:`cnai.events.lint`: schema validation and the Hera round-trip of the YAML
 """

@@ -7,6 +7,15 @@ after, created, deleted, forced, commits with added/modified/removed paths,
 head_commit, repository), signs it with ``$CNAI_GITHUB_WEBHOOK_SECRET`` (or the
 ``--secret-file`` given at install time; the secret itself is never written into the
 hook) and posts it to the gateway, printing the gateway's answer to the pusher.
+
+A delivery the gateway could not take (unreachable, timed out, 429 or 5xx) is saved in
+the repository's ``cnai-events-spool/`` folder (the payload and its delivery id; never
+the secret) and resent, oldest first and signed afresh, before the next push's
+deliveries or by ``cnai events flush --repo PATH``. The gateway de-duplicates by
+delivery id, so a resend of a delivery that did arrive is answered ``duplicate``. The
+spool holds at most ``--spool-limit`` deliveries (default 100); past that a delivery is
+lost and the hook says so. A post-receive hook cannot undo a push: whatever fails, the
+hook prints one line per ref and exits 0.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,12 @@ SECRET_ENV = "CNAI_GITHUB_WEBHOOK_SECRET"
 ZERO_SHA = "0" * 40
 MAX_COMMITS = 2048
 """GitHub lists at most this many commits in one push payload."""
+SPOOL_DIR = "cnai-events-spool"
+"""Folder of the git directory holding deliveries to resend."""
+SPOOL_LIMIT = 100
+"""Default of ``--spool-limit``: deliveries kept for resending."""
+POST_TIMEOUT = 30
+"""Seconds the hook waits for the gateway's answer."""
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -89,7 +105,7 @@ def build_push_payload(repo: Path, old: str, new: str, ref: str, repository: str
         # Commits this push brought in: reachable from the new ref, from no other ref.
         listing = _git(
             repo, "rev-list", "--reverse", f"--max-count={MAX_COMMITS}", new,
-            "--not", f"--exclude={ref}", "--all",
+            "--not", f"--exclude={ref}", "--exclude=HEAD", "--all",
         )  # fmt: skip
         shas = listing.split()
     else:
@@ -130,23 +146,159 @@ def build_push_payload(repo: Path, old: str, new: str, ref: str, repository: str
     }
 
 
-def post_delivery(url: str, payload: dict[str, Any], secret: str | None) -> tuple[int, str]:
-    """POST one signed push delivery; (HTTP status, response body)."""
-    body = json.dumps(payload).encode()
+def post_delivery(
+    url: str, payload: dict[str, Any] | str, secret: str | None, delivery: str | None = None
+) -> tuple[int, str]:
+    """POST one signed push delivery; (HTTP status, response body).
+
+    Raises OSError (URLError included) when the gateway cannot be reached.
+    """
+    body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "cnai-git-hook",
         "X-GitHub-Event": "push",
-        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
     }
     if secret:
         headers["X-Hub-Signature-256"] = github_signature(secret, body)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=POST_TIMEOUT) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+
+
+def check_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; UsageError naming the rule otherwise."""
+    from urllib.parse import urlsplit
+
+    if not url or any(c.isspace() or not c.isprintable() for c in url):
+        raise UsageError(f"--url {url!r}: must not be empty or contain spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url {url!r}: expected http://HOST[:PORT]/PATH or https://...")
+    if port == 0:
+        raise UsageError(f"--url {url!r}: port 0 is not a port to post to")
+    return url
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One push delivery to post: its ref, id and exact body."""
+
+    ref: str
+    """The updated ref."""
+    delivery: str
+    """``X-GitHub-Delivery``; kept across resends so the gateway de-duplicates."""
+    body: str
+    """The JSON payload, exactly as signed and sent."""
+    url: str
+    """Where it goes."""
+    spooled: Path | None = None
+    """Its file in the spool, when it came from there."""
+
+
+class Spool:
+    """Deliveries the gateway could not take, one JSON file each, oldest first."""
+
+    def __init__(self, folder: Path, limit: int = SPOOL_LIMIT) -> None:
+        self.folder = folder
+        self.limit = limit
+
+    def pending(self) -> list[Delivery]:
+        """Spooled deliveries, oldest first (unreadable files are reported and kept)."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+                out.append(
+                    Delivery(
+                        str(data["ref"]), str(data["delivery"]), str(data["body"]),
+                        str(data["url"]), path,
+                    )
+                )  # fmt: skip
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                print(f"cnai hook: spool file {path} unreadable, skipped: {exc}", file=sys.stderr)
+        return out
+
+    def save(self, item: Delivery) -> bool:
+        """Keep ``item`` for resending; False when the spool is full."""
+        if item.spooled is not None:
+            return True
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if len(list(self.folder.glob("*.json"))) >= self.limit:
+            return False
+        name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{item.delivery}.json"
+        temporary = self.folder / f".{name}.tmp"
+        record = {"ref": item.ref, "delivery": item.delivery, "body": item.body, "url": item.url}
+        temporary.write_text(json.dumps(record))
+        temporary.replace(self.folder / name)
+        return True
+
+    def drop(self, item: Delivery) -> None:
+        """Forget a delivery the gateway answered."""
+        if item.spooled is not None:
+            item.spooled.unlink(missing_ok=True)
+
+
+def send_all(
+    deliveries: list[Delivery],
+    spool: Spool,
+    secret: str | None,
+    out: Any = None,
+    url: str | None = None,
+) -> tuple[int, int]:
+    """Post spooled then new deliveries in order; (answered, left in the spool).
+
+    Once the gateway is found unreachable (or answers 429/5xx) the rest are spooled
+    without being tried, so their order is kept. ``url`` (the hook's current one)
+    replaces the URL saved with spooled deliveries.
+    """
+    out = out or sys.stdout
+    answered, down = 0, None
+    spooled = spool.pending()
+    if url is not None:
+        spooled = [replace(item, url=url) for item in spooled]
+    for item in [*spooled, *deliveries]:
+        retry_reason = down
+        if retry_reason is None:
+            try:
+                status, answer = post_delivery(item.url, item.body, secret, item.delivery)
+            except (OSError, ValueError) as exc:
+                retry_reason = f"gateway {item.url} unreachable: {exc}"
+            else:
+                if status == 429 or status >= 500:
+                    retry_reason = f"gateway {item.url} answered {status} {answer.strip()[:300]}"
+                else:
+                    answered += 1
+                    spool.drop(item)
+                    resent = " (resent)" if item.spooled is not None else ""
+                    print(f"cnai hook: {item.ref}{resent} -> {status} {answer.strip()}", file=out)
+                    continue
+            down = retry_reason
+        if item.spooled is not None:
+            continue
+        if spool.save(item):
+            print(
+                f"cnai hook: {item.ref}: {retry_reason}; delivery saved in {spool.folder}, "
+                "resent on the next push or by `cnai events flush`",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"cnai hook: {item.ref}: {retry_reason}; spool full ({spool.limit} deliveries): "
+                "THIS PUSH IS NOT DELIVERED (run `cnai events flush`, then push again)",
+                file=sys.stderr,
+            )
+    return answered, len(spool.pending())
 
 
 def _read_secret(secret_file: str | None) -> str | None:
@@ -161,31 +313,59 @@ def _read_secret(secret_file: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the installed hook: reads ``OLD NEW REF`` lines from stdin."""
-    parser = argparse.ArgumentParser(prog="cnai-post-receive")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--repository", required=True)
-    parser.add_argument("--secret-file")
-    args = parser.parse_args(argv)
-    repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    os.environ["GIT_DIR"] = str(repo)  # git runs below from inside the git dir
-    secret = _read_secret(args.secret_file)
-    if not secret:
-        print(f"cnai hook: {SECRET_ENV} not set; posting unsigned", file=sys.stderr)
-    for line in sys.stdin:
+    """Entry point of the installed hook: reads ``OLD NEW REF`` lines from stdin.
+
+    Always returns 0: the push has happened; every failure is one line per ref.
+    """
+    try:
+        parser = argparse.ArgumentParser(prog="cnai-post-receive")
+        parser.add_argument("--url", required=True)
+        parser.add_argument("--repository", required=True)
+        parser.add_argument("--secret-file")
+        parser.add_argument("--spool-limit", type=int, default=SPOOL_LIMIT)
+        args = parser.parse_args(argv)
+        repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
+        os.environ["GIT_DIR"] = str(repo)  # git runs below from inside the git dir
+        secret = _read_secret(args.secret_file)
+        if not secret:
+            print(f"cnai hook: {SECRET_ENV} not set; posting unsigned", file=sys.stderr)
+        lines = sys.stdin.read().splitlines()
+    except SystemExit:
+        print("cnai hook: bad hook command line; reinstall with `cnai events install-hook`")
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a hook must not fail the push
+        print(f"cnai hook: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 0
+    deliveries = []
+    for line in lines:
         parts = line.split()
         if len(parts) != 3:
             continue
         old, new, ref = parts
         try:
             payload = build_push_payload(repo, old, new, ref, args.repository)
-            status, answer = post_delivery(args.url, payload, secret)
-        except (OSError, RuntimeError, urllib.error.URLError) as exc:
-            # A post-receive hook cannot undo the push: report and carry on.
-            print(f"cnai hook: {ref}: gateway {args.url} unreachable: {exc}", file=sys.stderr)
+            body = json.dumps(payload)
+        except Exception as exc:  # noqa: BLE001 - report this ref, carry on with the others
+            print(f"cnai hook: {ref}: cannot build the push payload: {exc}", file=sys.stderr)
             continue
-        print(f"cnai hook: {ref} -> {status} {answer.strip()}")
+        deliveries.append(Delivery(ref, str(uuid.uuid4()), body, args.url))
+    try:
+        send_all(deliveries, Spool(repo / SPOOL_DIR, args.spool_limit), secret, url=args.url)
+    except Exception as exc:  # noqa: BLE001 - a hook must not fail the push
+        print(f"cnai hook: delivery failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0
+
+
+def flush_spool(repo: Path, secret: str | None) -> dict[str, Any]:
+    """Resend the deliveries spooled in ``repo``; what was answered and what is left."""
+    try:
+        git_dir = Path(_git(repo, "rev-parse", "--absolute-git-dir").strip())
+    except (RuntimeError, OSError) as exc:
+        raise UsageError(f"--repo {repo}: not a git repository") from exc
+    spool = Spool(git_dir / SPOOL_DIR)
+    before = len(spool.pending())
+    answered, left = send_all([], spool, secret, out=sys.stderr)
+    return {"spool": str(spool.folder), "pending_before": before, "sent": answered, "left": left}
 
 
 def install_hook(
@@ -195,8 +375,12 @@ def install_hook(
     secret_file: Path | None = None,
     force: bool = False,
     python: str | None = None,
+    spool_limit: int = SPOOL_LIMIT,
 ) -> Path:
     """Write ``post-receive`` into ``repo``'s hooks folder; the hook's path."""
+    check_url(url)
+    if spool_limit <= 0:
+        raise UsageError(f"--spool-limit {spool_limit}: must be positive")
     if not repo.exists():
         raise UsageError(f"--repo {repo}: no such folder")
     try:
@@ -207,7 +391,7 @@ def install_hook(
     if hook.exists() and HOOK_MARKER not in hook.read_text(errors="replace") and not force:
         raise UsageError(f"--repo {repo}: {hook} exists and is not cnai's (use --force)")
     command = [python or sys.executable, "-m", "cnai.events.hook", "--url", url]
-    command += ["--repository", repository]
+    command += ["--repository", repository, "--spool-limit", str(spool_limit)]
     if secret_file is not None:
         command += ["--secret-file", str(secret_file.resolve())]
     hook.parent.mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,15 @@ import hmac
 SIGNATURE_PREFIX = "sha256="
 
 
-def github_signature(secret: str | bytes, body: bytes) -> str:
+def github_signature(secret: str | bytes, body: bytes | bytearray) -> str:
     """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
     key = secret.encode() if isinstance(secret, str) else secret
     return SIGNATURE_PREFIX + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def verify_github_signature(secret: str | bytes, body: bytes, header: str | None) -> bool:
+def verify_github_signature(
+    secret: str | bytes, body: bytes | bytearray, header: str | None
+) -> bool:
     """True when ``header`` is the valid signature of ``body`` (constant-time compare)."""
     if not header:
         return False

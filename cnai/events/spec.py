@@ -26,6 +26,7 @@ import yaml
 
 from cnai.errors import UsageError
 from cnai.events.filters import Decision, DependencyFilter, FilterSpecError, compile_filters
+from cnai.events.limits import RateLimit, parse_rate_limit
 from cnai.events.params import (
     ParamSpecError,
     TriggerParameter,
@@ -115,6 +116,8 @@ class WorkflowTrigger:
     """The compiled parameters."""
     conditions: tuple[str, ...]
     """Dependencies any one of which fires the trigger."""
+    rate_limit: RateLimit | None = None
+    """The trigger's ``rateLimit`` (the gateway applies it per branch)."""
 
 
 @dataclass(frozen=True)
@@ -308,8 +311,12 @@ def _trigger(sensor: Mapping[str, Any], dependencies: set[str], path: Path) -> W
     for parameter in parameters:
         if parameter.dependency not in dependencies:
             raise ParamSpecError(f"{where}: parameter names unknown {parameter.dependency!r}")
+    try:
+        rate_limit = parse_rate_limit(trigger.get("rateLimit"), "spec.triggers[0].rateLimit")
+    except UsageError as exc:
+        raise ParamSpecError(str(exc)) from exc
     return WorkflowTrigger(
-        str(template.get("name") or ""), str(ref), resource, parameters, conditions
+        str(template.get("name") or ""), str(ref), resource, parameters, conditions, rate_limit
     )
 
 

@@ -3,12 +3,15 @@
 - ``cnai events serve``: serve the EventSources' webhooks on 127.0.0.1 and start
   ``cnai run`` for every event the Sensor accepts (see cnai/events/server.py);
 - ``cnai events install-hook --repo PATH``: make ``git push`` to PATH deliver to it;
+- ``cnai events flush --repo PATH``: resend deliveries that hook saved while the
+  gateway was down;
 - ``cnai events check``: load events/*.yaml as the gateway would and validate every
   object strictly by kind (as ``cnai lint`` does); ``--schema FILE`` also validates
   against an upstream argo-events JSON schema file.
 
 Settings come from flags, then the ``events`` section of the config file
-(``dir``, ``host``, ``port``, ``launcher``, ``params``), then defaults.
+(``dir``, ``host``, ``port``, ``launcher``, ``params``, and the gateway's limits, see
+cnai/events/limits.py and docs/limits.md), then defaults.
 """
 
 from __future__ import annotations
@@ -21,13 +24,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnai.errors import UsageError
+from cnai.events.limits import CONFIG_KEYS as LIMIT_KEYS
 
 if TYPE_CHECKING:
     from cnai.cli.main import Context
     from cnai.events.spec import EventsSpec
 
-CONFIG_KEYS = {"dir", "host", "port", "launcher", "params"}
+CONFIG_KEYS = {"dir", "host", "port", "launcher", "params"} | LIMIT_KEYS
 DEFAULT_HOST = "127.0.0.1"
+FD_RESERVE = 128
+"""File descriptors kept for the database, logs and runs beside the connection cap."""
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: a TCP port number, 0 for any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (0-65535)") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -53,7 +70,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     _add_events_dir(serve)
     serve.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument(
-        "--port", type=int, help="port (default: the GitHub EventSource's port; 0: any free)"
+        "--port", type=_port, help="port (default: the GitHub EventSource's port; 0: any free)"
     )
     serve.add_argument(
         "--insecure",
@@ -92,7 +109,25 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     hook.add_argument("--secret-file", help="file holding the webhook secret (path is stored)")
     hook.add_argument("--force", action="store_true", help="replace an existing post-receive")
+    hook.add_argument(
+        "--spool-limit",
+        type=int,
+        default=100,
+        help="deliveries kept for resending while the gateway is down (default 100)",
+    )
     hook.set_defaults(handler=run_install_hook)
+
+    flush = sub.add_parser(
+        "flush",
+        parents=[common],
+        help="resend the push deliveries a git hook saved while the gateway was down",
+        description="Resend, oldest first, the deliveries the post-receive hook of --repo "
+        "saved because the gateway was unreachable or busy. The secret comes from "
+        "$CNAI_GITHUB_WEBHOOK_SECRET or --secret-file. Exit 1 when some are still pending.",
+    )
+    flush.add_argument("--repo", required=True, help="path of the git repository")
+    flush.add_argument("--secret-file", help="file holding the webhook secret")
+    flush.set_defaults(handler=run_flush)
 
     check = sub.add_parser(
         "check",
@@ -147,10 +182,13 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     import asyncio
     import signal
 
+    from cnai.events.limits import GatewayLimits
+    from cnai.events.lock import GatewayLock
     from cnai.events.runner import default_launcher
     from cnai.events.server import GatewayConfig, missing_secrets, serve
 
     config = _config(ctx)
+    limits = GatewayLimits.from_config(config)
     spec = _spec(args, config)
     secrets = {r.secret_env: os.environ.get(r.secret_env, "") for r in spec.routes if r.secret_env}
     missing = missing_secrets(spec, secrets)
@@ -172,6 +210,9 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     params.update(_parse_params(args.param))
     host = args.host or config.get("host") or DEFAULT_HOST
     port = args.port if args.port is not None else int(config.get("port") or _github_port(spec))
+    if not 0 <= port <= 65535:
+        raise UsageError(f"config events.port: {port} is not a port (0-65535)")
+    _raise_fd_limit(limits.max_connections)
     state_dir = ctx.home / "events"
     gateway_config = GatewayConfig(
         spec=spec,
@@ -180,8 +221,11 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         secrets=secrets,
         insecure=args.insecure,
         extra_arguments=params,
+        limits=limits,
     )
     state_file = state_dir / "gateway.json"
+    lock = GatewayLock(state_dir)
+    lock.acquire()
     bound: dict[str, Any] = {}
 
     def ready(bound_host: str, bound_port: int) -> None:
@@ -210,12 +254,30 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror}") from exc
     finally:
         state_file.unlink(missing_ok=True)
+        lock.release()
     from cnai.events.store import EventStore
 
     store = EventStore(state_dir)
     counts = store.counts()
     store.close()
     return {"url": bound.get("url"), "stopped": True, "runs": counts}
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Make room for ``max_connections`` plus a reserve of file descriptors, or refuse."""
+    import resource
+
+    needed = max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise UsageError(
+            f"config events.max_connections {max_connections}: needs {needed} open files, "
+            f"the limit is {soft} (lower it or raise ulimit -n)"
+        )
 
 
 def _render_serve(data: dict[str, Any]) -> str:
@@ -239,8 +301,39 @@ def run_install_hook(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     secret_file = Path(args.secret_file) if args.secret_file else None
     if secret_file is not None and not secret_file.is_file():
         raise UsageError(f"--secret-file {secret_file}: no such file")
-    hook = install_hook(Path(args.repo), url, repository, secret_file, force=args.force)
+    hook = install_hook(
+        Path(args.repo),
+        url,
+        repository,
+        secret_file,
+        force=args.force,
+        spool_limit=args.spool_limit,
+    )
     return {"hook": str(hook), "url": url, "repository": repository}
+
+
+def run_flush(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """Handler: resend spooled push deliveries."""
+    from cnai.errors import CnaiError
+    from cnai.events.hook import SECRET_ENV, flush_spool
+
+    repo = Path(args.repo)
+    if not repo.exists():
+        raise UsageError(f"--repo {repo}: no such folder")
+    secret = os.environ.get(SECRET_ENV)
+    if not secret and args.secret_file:
+        try:
+            secret = Path(args.secret_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--secret-file {args.secret_file}: {exc.strerror}") from exc
+    result = flush_spool(repo, secret)
+    if result["left"]:
+        raise CnaiError(
+            f"{result['left']} deliveries still pending in {result['spool']} "
+            "(gateway unreachable or busy)",
+            data=result,
+        )
+    return result
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
