@@ -17,6 +17,12 @@ RUN apt-get update \
     && groupadd --gid 1000 cnai \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/cnai cnai
 
+# Where pip finds the CPU build of torch (a pip option string). The default is
+# PyTorch's CPU index; a machine without it passes e.g. "--find-links /wheels"
+# with a folder holding the torch==2.13.0+cpu wheel mounted there
+# (scripts/image_test.py does this; see docs/operations.md).
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
+
 WORKDIR /app
 COPY constraints.txt pyproject.toml README.md ./
 COPY cnai cnai
@@ -24,7 +30,7 @@ COPY steps steps
 COPY pipelines pipelines
 # Every dependency at the version pinned in constraints.txt (torch: the CPU build).
 RUN pip install "pip==26.3" \
-    && pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu . \
+    && pip install -c constraints.txt $TORCH_SOURCE . \
     && python -c "import cnai, steps, pipelines, hera, ray, torch"
 
 USER 1000:1000
