@@ -71,3 +71,33 @@ def test_the_environment_is_only_what_the_pod_gets(chart_objects: list[dict]) ->
     assert task.env["hera__outputs_directory"] == "/tmp/hera-outputs"
     assert task.argv[-1] == "/argo/staging/script"
     assert '"name": "source", "value": "/nowhere"' in task.script.replace('"default": "", ', "")
+
+
+def test_the_tune_rayjob_pods_get_a_home_and_shared_tune_storage() -> None:
+    """The tune RayJob's head and worker pods load the same ConfigMap; with the values
+    OpenTofu's modules/pipeline passes (CNAI_CHECKPOINT_ROOT=s3://<bucket>/), Helm
+    merges them with the chart's default CNAI_HOME, and Tune's storage_path is on the
+    object store, which every Ray pod reaches (a pod-local folder is not shared)."""
+    import yaml
+
+    from cnai.config import load_settings
+
+    objects = render_chart({"config": {"CNAI_CHECKPOINT_ROOT": "s3://cnai-checkpoints/"}})
+    wft = next(o for o in objects if o["kind"] == "WorkflowTemplate")
+    tune = next(t for t in wft["spec"]["templates"] if t["name"] == "tune")
+    cluster = yaml.safe_load(tune["resource"]["manifest"])["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    names = {
+        source["configMapRef"]["name"]
+        for group in groups
+        for container in group["template"]["spec"]["containers"]
+        for source in container["envFrom"]
+        if "configMapRef" in source
+    }
+    assert len(names) == 1
+    data = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in names)[
+        "data"
+    ]
+    assert data["CNAI_HOME"] == "/tmp/cnai"
+    settings = load_settings(environ=data)
+    assert settings.tune_storage_path == "s3://cnai-checkpoints/tune"
