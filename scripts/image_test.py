@@ -13,6 +13,7 @@ elapsed time:
    rootfs tarball is cached (``CNAI_IMAGE_TEST_CACHE``, default
    /var/cache/cnai-image-test) and the image stays in podman's store, so later runs
    skip this step. It is labelled ``dev.cnai.test-double=true``.
+   ``CNAI_IMAGE_TEST_BASE=standin`` skips the pull (at most 3 minutes otherwise).
 3. The project's Dockerfile, unchanged, with ``podman build --pull=never --network
    host`` and the host's CA certificates mounted (with a pip.conf naming them).
    The torch source is the Dockerfile's ``TORCH_SOURCE`` build argument: a folder holding the
@@ -120,7 +121,7 @@ def ensure_base(cache: Path) -> None:
     if os.environ.get("CNAI_IMAGE_TEST_BASE", "auto") != "standin":
         say(f"base {BASE_IMAGE}: pulling")
         pulled = subprocess.run(
-            ["timeout", "600", "podman", "pull", "--quiet", BASE_IMAGE],
+            ["timeout", "180", "podman", "pull", "--quiet", BASE_IMAGE],
             text=True,
             capture_output=True,
             check=False,
