@@ -1,7 +1,8 @@
 # The pipeline image every cnai-retrain template runs (runner scripts and RayJob pods).
 # Build:  docker build -t ghcr.io/cnai-dev/cnai-pipeline:0.1.0 .
 # Push:   docker push ghcr.io/cnai-dev/cnai-pipeline:0.1.0
-# It was not built on the development machines (no Docker engine there).
+# `make image-test` builds it with podman and runs the tasks in containers of it
+# (scripts/image_test.py; docs/infra.md says what that verifies).
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
