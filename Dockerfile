@@ -1,7 +1,8 @@
 # The pipeline image every cnai-retrain template runs (runner scripts and RayJob pods).
 # Build:  docker build -t ghcr.io/cnai-dev/cnai-pipeline:0.1.0 .
 # Push:   docker push ghcr.io/cnai-dev/cnai-pipeline:0.1.0
-# It was not built on the development machines (no Docker engine there).
+# `make image-test` builds it with podman and runs the tasks in containers of it
+# (scripts/image_test.py; docs/infra.md says what that verifies).
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,6 +18,12 @@ RUN apt-get update \
     && groupadd --gid 1000 cnai \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/cnai cnai
 
+# Where pip finds the CPU build of torch (a pip option string). The default is
+# PyTorch's CPU index; a machine without it passes e.g. "--find-links /wheels"
+# with a folder holding the torch==2.13.0+cpu wheel mounted there
+# (scripts/image_test.py does this; see docs/operations.md).
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
+
 WORKDIR /app
 COPY constraints.txt pyproject.toml README.md ./
 COPY cnai cnai
@@ -24,7 +31,7 @@ COPY steps steps
 COPY pipelines pipelines
 # Every dependency at the version pinned in constraints.txt (torch: the CPU build).
 RUN pip install "pip==26.3" \
-    && pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu . \
+    && pip install -c constraints.txt $TORCH_SOURCE . \
     && python -c "import cnai, steps, pipelines, hera, ray, torch"
 
 USER 1000:1000

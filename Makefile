@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: run test lint typecheck unit bench chart clean
+.PHONY: run test lint typecheck unit bench chart image-test clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/install_k8s_tools.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ unit: $(STAMP)
 ## bench: every benchmark, each printing its JSON summary as its last line
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+## image-test: build the pipeline image with podman (as root; installs podman, runc and
+## debootstrap when missing) and run the pipeline's tasks in containers as Argo starts them
+image-test: $(STAMP)
+	$(BIN)/python scripts/image_test.py
 
 ## chart: refresh the Helm chart's copies of `cnai compile` output and events/*.yaml
 chart: $(STAMP)

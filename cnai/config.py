@@ -7,7 +7,8 @@ from, in increasing priority:
 2. a YAML config file: ``$CNAI_CONFIG`` or ``<home>/config.yaml`` when present,
 3. environment variables (what a Kubernetes ConfigMap/Secret injects):
 
-   - ``CNAI_HOME``: the home folder (default ``./.cnai``)
+   - ``CNAI_HOME``: the home folder (default ``./.cnai``, or, when the current folder
+     is not writable, ``~/.cnai``, else ``<temp dir>/cnai-<uid>``: see :func:`default_home`)
    - ``CNAI_CATALOG_NAME``: the PyIceberg catalog name
    - ``CNAI_CATALOG__<KEY>``: one PyIceberg catalog property; ``__`` becomes ``.``
      and ``_`` becomes ``-`` (``CNAI_CATALOG__S3__ACCESS_KEY_ID`` -> ``s3.access-key-id``)
@@ -15,6 +16,9 @@ from, in increasing priority:
    - ``CNAI_MLFLOW_TRACKING_URI`` (else ``MLFLOW_TRACKING_URI``), ``CNAI_MLFLOW_REGISTRY_URI``,
      ``CNAI_MLFLOW_ARTIFACT_ROOT``
    - ``CNAI_CHECKPOINT_ROOT``: where training checkpoints go (folder or ``s3://`` URI)
+   - ``CNAI_TUNE_STORAGE_PATH``: Ray Tune's storage (folder or ``s3://`` URI); default:
+     ``<checkpoint root>/tune`` when the checkpoint root is a URI (shared by every Ray
+     pod), else ``<home>/tune``
    - ``CNAI_MODEL_FACTORY``: ``module:function`` building the model
    - ``RAY_ADDRESS``: an existing Ray cluster to use instead of a local one
 """
@@ -22,6 +26,7 @@ from, in increasing priority:
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -101,6 +106,9 @@ class Settings:
     """Artifact location for experiments cnai creates."""
     checkpoint_root: str
     """Folder or ``s3://`` URI for training checkpoints."""
+    tune_storage_path: str
+    """Folder or ``s3://`` URI where Ray Tune keeps experiment state (every trial's
+    node must reach it: on a multi-node cluster a URI, never a pod-local folder)."""
     model_factory: str
     """``module:function`` returning the model (see steps/models.py)."""
     ray_address: str | None
@@ -135,6 +143,7 @@ class Settings:
             "CNAI_MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "CNAI_MLFLOW_ARTIFACT_ROOT": self.mlflow_artifact_root,
             "CNAI_CHECKPOINT_ROOT": self.checkpoint_root,
+            "CNAI_TUNE_STORAGE_PATH": self.tune_storage_path,
             "CNAI_MODEL_FACTORY": self.model_factory,
         }
         for key, value in self.catalog_properties.items():
@@ -170,9 +179,28 @@ def parse_table_identifier(table: str) -> tuple[str, str]:
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """The home folder: the argument, else ``$CNAI_HOME``, else ``./.cnai`` (absolute)."""
-    raw = home if home is not None else os.environ.get("CNAI_HOME") or DEFAULT_HOME
+    """The home folder: the argument, else ``$CNAI_HOME``, else :func:`default_home`."""
+    raw = home if home is not None else os.environ.get("CNAI_HOME")
+    if not raw:
+        return default_home()
     return Path(raw).expanduser().resolve()
+
+
+def default_home(cwd: Path | None = None) -> Path:
+    """``./.cnai``, unless the current folder cannot hold it (absolute path).
+
+    A container image's code folder is read-only to the user it runs as, so when
+    ``./.cnai`` neither exists nor can be created there, the home is ``~/.cnai``
+    (when the user's home folder is writable), else ``<temp dir>/cnai-<uid>``.
+    """
+    here = (cwd or Path.cwd()).resolve()
+    local = here / DEFAULT_HOME
+    if local.is_dir() or os.access(here, os.W_OK | os.X_OK):
+        return local
+    user_home = Path(os.path.expanduser("~"))
+    if user_home.is_absolute() and os.access(user_home, os.W_OK | os.X_OK):
+        return (user_home / DEFAULT_HOME).resolve()
+    return Path(tempfile.gettempdir()).resolve() / f"cnai-{os.getuid()}"
 
 
 def load_settings(
@@ -218,6 +246,10 @@ def load_settings(
     )
 
     train = _section(raw, "train", {"model_factory", "checkpoint_root"}, config_path)
+    tune = _section(raw, "tune", {"storage_path"}, config_path)
+    checkpoint_root = str(
+        env.get("CNAI_CHECKPOINT_ROOT") or train.get("checkpoint_root") or (root / "checkpoints")
+    )
     ray = _section(raw, "ray", {"address"}, config_path)
     dataset = _dataset_spec(_section(raw, "dataset", _DATASET_KEYS, config_path), config_path)
     if env.get("CNAI_TABLE"):
@@ -232,10 +264,13 @@ def load_settings(
         mlflow_tracking_uri=str(tracking),
         mlflow_registry_uri=str(registry) if registry else None,
         mlflow_artifact_root=str(artifacts),
-        checkpoint_root=str(
-            env.get("CNAI_CHECKPOINT_ROOT")
-            or train.get("checkpoint_root")
-            or (root / "checkpoints")
+        checkpoint_root=checkpoint_root,
+        tune_storage_path=str(
+            env.get("CNAI_TUNE_STORAGE_PATH")
+            or tune.get("storage_path")
+            or (
+                f"{checkpoint_root.rstrip('/')}/tune" if "://" in checkpoint_root else root / "tune"
+            )
         ),
         model_factory=str(
             env.get("CNAI_MODEL_FACTORY") or train.get("model_factory") or DEFAULT_MODEL_FACTORY

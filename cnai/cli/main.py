@@ -96,7 +96,8 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--home",
         default=argparse.SUPPRESS,
-        help="folder holding all local state (env CNAI_HOME, default ./.cnai)",
+        help="folder holding all local state (env CNAI_HOME, default ./.cnai; ~/.cnai "
+        "when the current folder is read-only)",
     )
     parser.add_argument(
         "--json",

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cnai.tuning.spec import TRIAL_METRICS, Experiment, Objective
@@ -298,6 +299,25 @@ def free_cpus() -> int:
     return int(ray.available_resources().get("CPU", 0.0))
 
 
+def tune_storage(location: str, settings: Settings) -> tuple[str, Any]:
+    """Ray Tune's ``(storage_path, storage_filesystem)`` for a folder or URI.
+
+    A folder is created and passed as an absolute path (Ray's own local
+    filesystem). A URI (``s3://bucket/prefix``: what a multi-pod Ray cluster needs,
+    since a pod's folder is not shared) gets the pyarrow filesystem the training
+    checkpoints use, built from the catalog's ``s3.*`` properties (endpoint, keys),
+    and the path inside it, as Ray expects when a filesystem is given.
+    """
+    if "://" not in location:
+        path = Path(location).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path), None
+    from cnai.training.checkpoint import filesystem, s3_options
+
+    fs, inner = filesystem(location, s3_options(settings))
+    return inner, fs
+
+
 def run_experiment(
     experiment: Experiment,
     settings: Settings,
@@ -362,8 +382,7 @@ def run_experiment(
         ),
         {"cpu": 1},
     )
-    storage = storage_dir or str(settings.home / "tune")
-    os.makedirs(storage, exist_ok=True)
+    storage, storage_fs = tune_storage(storage_dir or settings.tune_storage_path, settings)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -378,6 +397,7 @@ def run_experiment(
         run_config=tune.RunConfig(
             name=f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
             storage_path=storage,
+            storage_filesystem=storage_fs,
             stop=_stopper_class()(state),
             callbacks=[_callback_class()(state)],
             verbose=0,
