@@ -280,3 +280,30 @@ def test_the_register_task_follows_the_champion_it_reports(
     assert out.champion_version == "2"
     assert seen == [("digits-classifier", 2)]
     assert '"serving": {"action": "unchanged"}' in capsys.readouterr().out
+
+
+# --- OpenTofu ---------------------------------------------------------------------------
+
+
+def test_kserve_is_optional_pinned_and_in_standard_mode() -> None:
+    from tests.test_infra import MODULES, TOFU, load_module, unquote
+
+    platform = load_module(MODULES / "platform")
+    releases = {
+        name: body
+        for rtype, name, body in platform.resources()
+        if rtype == "helm_release" and name in {"cert_manager", "kserve_crd", "kserve"}
+    }
+    assert set(releases) == {"cert_manager", "kserve_crd", "kserve"}
+    for body in releases.values():
+        assert body["count"] == "${var.enable_kserve ? 1 : 0}"
+    assert load_module(TOFU).variables["enable_kserve"]["default"] is False
+    # The chart pin and the CRD schema the tests validate against are the same release.
+    kserve_version = unquote(releases["kserve"]["version"])
+    assert unquote(releases["kserve_crd"]["version"]) == kserve_version
+    assert f"at tag v{kserve_version} " in SCHEMA["$comment"]
+    (values,) = releases["kserve"]["values"]
+    assert 'deploymentMode = "Standard"' in values
+    assert "disableIngressCreation = true" in values
+    assert releases["kserve"]["depends_on"] == ["${helm_release.kserve_crd}"]
+    assert releases["kserve_crd"]["depends_on"] == ["${helm_release.cert_manager}"]
