@@ -6,7 +6,9 @@ PyTorch, log it exactly as the train step does (:func:`cnai.model_io.log_classif
 and register it with the real register step, so ``digits-classifier@champion`` exists.
 
 Both servers are separate processes with one uvicorn worker each, on 127.0.0.1, and
-receive the identical request body (MLflow's ``dataframe_split`` form, which both
+use one PyTorch thread each (``cnai serve``'s default ``--threads 1``; MLflow's via
+``OMP_NUM_THREADS=1``, so the comparison is of the serving stacks, not thread settings),
+and receive the identical request body (MLflow's ``dataframe_split`` form, which both
 accept): ours on ``POST /predict``, MLflow's on ``POST /invocations``. The load is a
 fixed number of concurrent keep-alive aiohttp clients for a fixed time after a warm-up:
 
@@ -209,6 +211,8 @@ def main() -> None:
             env={
                 **base_env,
                 "MLFLOW_TRACKING_URI": mlflow_env["CNAI_MLFLOW_TRACKING_URI"],
+                # The same PyTorch thread count as ours (cnai serve --threads 1).
+                "OMP_NUM_THREADS": "1",
                 # It launches `uvicorn` by name: the venv's, as with an activated venv.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}",
             },

@@ -381,6 +381,10 @@ def test_cli_serves_until_stopped_and_rejects_bad_options(
     assert "--port 70000: must be 0..65535" in capsys.readouterr().err
     assert main([*home, "serve", "--model-version", "x"]) == 2
     assert "--model-version 'x': must be a version number" in capsys.readouterr().err
+    assert main([*home, "serve", "--model-version", "99", "--port", "0"]) == 2
+    assert f"--model {MODEL}: no version 99" in capsys.readouterr().err
+    assert main([*home, "serve", "--threads", "0"]) == 2
+    assert "--threads 0: must be >= 1" in capsys.readouterr().err
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "MLFLOW_"))}
     env.update(champion_v1.env)

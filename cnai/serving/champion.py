@@ -80,10 +80,19 @@ class ChampionTracker:
             current = self.current
             if current is not None and current.version == version:
                 return False
+            from mlflow.exceptions import MlflowException
+
             try:
                 loaded = self.loader(self.name, version)
             except ValueError as exc:
                 raise UsageError(f"{self.name} v{version}: cannot be served: {exc}") from exc
+            except MlflowException as exc:
+                if exc.error_code in _MISSING:
+                    raise UsageError(
+                        f"--model {self.name}: no version {version} (see `cnai models show "
+                        f"{self.name}`)"
+                    ) from exc
+                raise
             self.current = loaded
             if current is not None:
                 self.swaps += 1

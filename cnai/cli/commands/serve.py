@@ -72,6 +72,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=limits.max_body_bytes,
         help="largest request body, larger ones get 413 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch threads per predict call (default: %(default)s)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any] | None:
         bind,
         check_options,
         open_tracker,
+        set_threads,
     )
 
     options = ServeOptions(
@@ -101,8 +108,10 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any] | None:
         poll_seconds=args.poll_seconds,
         max_batch_rows=args.max_batch_rows,
         limits=Limits(max_body_bytes=args.max_body_bytes, max_rows=args.max_rows),
+        threads=args.threads,
     )
     check_options(options)
+    set_threads(options.threads)
     with mlflow_http_policy():
         tracker = open_tracker(ctx.settings, options, ctx.progress)
     sock = bind(options.host, options.port)
