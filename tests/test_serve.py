@@ -208,6 +208,8 @@ HUGE_BODY = (
 )
 INFINITY_BODY = b'{"instances":[[Infinity' + b",0" * 63 + b"]]}"
 BAD_SPLIT = {"columns": ["x"], "data": [[1]]}
+HUGE_INT_BODY = b'{"instances":[[1' + b"0" * 400 + b",0" * 63 + b"]]}"
+DEEP_BODY = b'{"instances":' + b"[" * 5000 + b"]" * 5000 + b"}"
 OVERSIZED_BODY = b'{"instances": [' + b"[0.5]," * 20000 + b"[0]]}"
 
 BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
@@ -233,6 +235,8 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("predict-infinity", "predict", INFINITY_BODY, 400, "Infinity"),
     ("predict-bad-columns", "predict", {"dataframe_split": BAD_SPLIT}, 400, "missing"),
     ("predict-unknown-key", "predict", {"rows": [ROW]}, 400, "expected \"instances\""),
+    ("huge-integer", "predict", HUGE_INT_BODY, 400, "outside the float32 range"),
+    ("deeply-nested", "predict", DEEP_BODY, 400, "nested too deeply"),
     ("not-json", "predict", b"{not json", 400, "not valid JSON"),
     ("json-array", "predict", b"[1, 2]", 400, "expected a JSON object"),
     ("empty-body", "predict", b"", 400, "empty"),

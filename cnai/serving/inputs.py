@@ -102,6 +102,8 @@ def parse_json(body: bytes) -> Any:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInputError(f"body: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise BadInputError("body: JSON nested too deeply") from exc
 
 
 def _check_values(rows: list[Any], width: int, where: str, integers: bool = False) -> None:
@@ -125,7 +127,10 @@ def _kind(value: Any) -> str:
 
 
 def _finite_matrix(rows: list[list[Any]], where: str) -> np.ndarray:
-    matrix = np.array(rows, dtype=np.float64)
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except OverflowError as exc:  # an integer beyond float64, e.g. 10**400
+        raise BadInputError(f"{where}: a value is outside the float32 range") from exc
     if not np.isfinite(matrix).all():
         i, j = (int(k) for k in np.argwhere(~np.isfinite(matrix))[0])
         raise BadInputError(f"{where}[{i}][{j}]: not a finite number")
