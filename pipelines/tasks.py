@@ -18,6 +18,7 @@ No ``from __future__ import annotations`` here: Hera reads the real annotations.
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +301,8 @@ def _follow_champion(model_name: str, champion_version: Any) -> None:
     from cnai.serving.kserve import sync_inference_service
 
     outcome = sync_inference_service(model_name, champion_version)
-    print(json.dumps({"serving": outcome}), flush=True)
+    # A log line (stderr): stdout is the task's Argo `result`.
+    print(json.dumps({"serving": outcome}), file=sys.stderr, flush=True)
 
 
 def _record_on_table(settings: Any, table_name: str, properties: dict[str, str]) -> None:

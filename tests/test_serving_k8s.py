@@ -279,7 +279,9 @@ def test_the_register_task_follows_the_champion_it_reports(
     out = tasks.register_model("run1", "digits-classifier", "key", "cnai.digits")
     assert out.champion_version == "2"
     assert seen == [("digits-classifier", 2)]
-    assert '"serving": {"action": "unchanged"}' in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert '"serving": {"action": "unchanged"}' in captured.err
+    assert "serving" not in captured.out  # stdout is the task's Argo result
 
 
 # --- OpenTofu ---------------------------------------------------------------------------
