@@ -379,8 +379,9 @@ def test_cli_serves_until_stopped_and_rejects_bad_options(
         monkeypatch.setenv(key, value)
     home = ["--home", str(champion_v1.home)]
     assert main([*home, "serve", "--model", "no-such-model", "--port", "0", "--json"]) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "--model no-such-model: no registered model with alias 'champion'" in err
+    assert json.loads(out)["error"].startswith("--model no-such-model: no registered model")
     assert main([*home, "serve", "--port", "70000"]) == 2
     assert "--port 70000: must be 0..65535" in capsys.readouterr().err
     assert main([*home, "serve", "--model-version", "x"]) == 2

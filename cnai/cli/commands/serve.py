@@ -88,6 +88,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any] | None:
     as soon as the server listens, not at exit. SIGINT/SIGTERM finish the requests in
     flight, then exit 0.
     """
+    from cnai.errors import CnaiError
     from cnai.registry.retry import mlflow_http_policy
     from cnai.serving.inputs import Limits
     from cnai.serving.server import (
@@ -110,11 +111,16 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any] | None:
         limits=Limits(max_body_bytes=args.max_body_bytes, max_rows=args.max_rows),
         threads=args.threads,
     )
-    check_options(options)
-    set_threads(options.threads)
-    with mlflow_http_policy():
-        tracker = open_tracker(ctx.settings, options, ctx.progress)
-    sock = bind(options.host, options.port)
+    try:
+        check_options(options)
+        set_threads(options.threads)
+        with mlflow_http_policy():
+            tracker = open_tracker(ctx.settings, options, ctx.progress)
+        sock = bind(options.host, options.port)
+    except CnaiError as exc:
+        if exc.data is None:  # --json prints an object on failure too
+            exc.data = {"error": str(exc), "model": options.model, "url": None}
+        raise
     server = BackgroundServer(tracker, sock, options.max_batch_rows, options.limits)
     served = tracker.current
     assert served is not None
