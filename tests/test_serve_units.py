@@ -203,3 +203,34 @@ def test_refresh_is_serialised() -> None:
     for thread in threads:
         thread.join()
     assert loads == ["1"]
+
+
+def test_a_model_failure_is_a_json_500_and_the_server_keeps_serving() -> None:
+    import requests
+
+    from cnai.serving.server import BackgroundServer, bind
+
+    state = {"fail": True}
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        if state.pop("fail", False):
+            raise RuntimeError("boom")
+        return batch[:, 0].astype(np.int64)
+
+    tracker = ChampionTracker(
+        FakeRegistry("1"),
+        "m",
+        poll_seconds=0,
+        progress=Progress(quiet=True),
+        loader=lambda name, version: ServedModel(name, version, SPEC, predict),
+    )
+    tracker.refresh()
+    server = BackgroundServer(tracker, bind("127.0.0.1", 0)).start()
+    try:
+        failed = requests.post(f"{server.url}/predict", json={"instances": [[1, 2]]}, timeout=10)
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "prediction failed: RuntimeError: boom"}
+        ok = requests.post(f"{server.url}/predict", json={"instances": [[3, 4]]}, timeout=10)
+        assert ok.json() == {"predictions": [3], "model_version": "1"}
+    finally:
+        server.stop()

@@ -165,6 +165,10 @@ def build_app(tracker: ChampionTracker, batcher: MicroBatcher, limits: Limits) -
         assert isinstance(exc, BadInputError)
         return _error(str(exc), exc.status)
 
+    async def failure(request: Request, exc: Exception) -> Response:
+        # The model or the server failed on valid input: a 500 in the same JSON shape.
+        return _error(f"prediction failed: {type(exc).__name__}: {exc}", 500)
+
     routes = [
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
@@ -174,6 +178,5 @@ def build_app(tracker: ChampionTracker, batcher: MicroBatcher, limits: Limits) -
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/predict", predict_simple, methods=["POST"]),
     ]
-    return Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={BadInputError: bad_input}
-    )
+    handlers = {BadInputError: bad_input, Exception: failure}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
