@@ -21,6 +21,7 @@ No ``from __future__ import annotations`` here: Hera reads the real annotations.
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +272,8 @@ class RegisterOutputs(Output):
 def register_model(
     run_id: str, model_name: str, work_key: str, table: str, workflow_name: str = ""
 ) -> RegisterOutputs:
-    """Register the run's model (idempotent per run), then record the work key on the table."""
+    """Register the run's model (idempotent per run), record the work key on the table, and
+    (in a cluster) point the champion's InferenceService at the champion if it changed."""
     from cnai.config import load_settings
     from steps.register import register
 
@@ -292,6 +294,7 @@ def register_model(
             TRAINED_MODEL_PROPERTY: json.dumps(model, sort_keys=True),
         },
     )
+    _follow_champion(str(result["model_name"]), result.get("champion_version"))
     return RegisterOutputs(
         model_name=str(result["model_name"]),
         version=str(result["version"]),
@@ -299,6 +302,15 @@ def register_model(
         champion_version=str(result.get("champion_version") or ""),
         reason=str(result.get("reason", "")),
     )
+
+
+def _follow_champion(model_name: str, champion_version: Any) -> None:
+    """In a cluster, patch the model's KServe InferenceService if the champion changed."""
+    from cnai.serving.kserve import sync_inference_service
+
+    outcome = sync_inference_service(model_name, champion_version)
+    # A log line (stderr): stdout is the task's Argo `result`.
+    print(json.dumps({"serving": outcome}), file=sys.stderr, flush=True)
 
 
 def _record_on_table(settings: Any, table_name: str, properties: dict[str, str]) -> None:

@@ -40,6 +40,7 @@ module "platform" {
   ingress_class_name            = var.ingress_class_name
   enable_katib                  = var.enable_katib
   katib_chart_path              = var.katib_chart_path
+  enable_kserve                 = var.enable_kserve
   secret_revision               = var.secret_revision
 
   depends_on = [module.kind_cluster]

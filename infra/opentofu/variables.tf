@@ -228,6 +228,12 @@ variable "enable_katib" {
   default     = false
 }
 
+variable "enable_kserve" {
+  description = "Install KServe (Standard/raw Deployment mode, with cert-manager) so the pipeline chart's InferenceService (serving.enabled) can serve the champion."
+  type        = bool
+  default     = false
+}
+
 variable "katib_chart_path" {
   description = "Path to kubeflow/manifests experimental/helm/charts/katib checked out at the tag with chart version 0.19.0 (enable_katib)."
   type        = string

@@ -55,3 +55,8 @@ output "katib_enabled" {
   description = "Whether Katib was installed."
   value       = length(helm_release.katib) > 0
 }
+
+output "kserve_enabled" {
+  description = "Whether KServe (and cert-manager) were installed."
+  value       = length(helm_release.kserve) > 0
+}

@@ -93,6 +93,11 @@ variable "enable_katib" {
   type        = bool
 }
 
+variable "enable_kserve" {
+  description = "Install cert-manager and KServe (Standard/raw Deployment mode) for the chart's InferenceService."
+  type        = bool
+}
+
 variable "katib_chart_path" {
   description = "Local path to the Katib Helm chart (kubeflow/manifests experimental/helm/charts/katib at a pinned tag)."
   type        = string
