@@ -1,0 +1,224 @@
+"""Issue 18, items 20-25: hostile or careless input to ingest, tune, register and config.
+
+Each test names the item it covers; each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from cnai.catalog import load_table
+from cnai.config import load_settings
+from cnai.errors import CnaiError
+from tests.conftest import REPO
+from tests.test_ingest import digits_batch, run_ingest, snapshot_count, write_parquet
+
+# --- item 20: the fingerprint describes the bytes actually staged ----------------------
+
+
+def _row_hashes(home: Path) -> list[int]:
+    table = load_table(load_settings(home, environ={}))
+    return list(table.scan().to_arrow().column("_cnai_row_hash").to_pylist())
+
+
+def test_file_replaced_while_ingesting_never_lands_twice(
+    tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 20: a file renamed over between hashing and staging is not re-ingested later.
+
+    Before the fix the snapshot recorded the old file's fingerprint with the new file's
+    rows, so ingesting the (unchanged) folder again added those rows a second time.
+    """
+    import steps.ingest as ingest_step
+
+    source = write_parquet(tmp_path / "src" / "batch.parquet", digits_batch(20, seed=1))
+    replacement = write_parquet(tmp_path / "next.parquet", digits_batch(30, seed=2))
+    original = ingest_step.iter_batches
+    replaced: list[bool] = []
+
+    def replace_then_read(*args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        if not replaced:
+            os.replace(replacement, source)  # what an atomic writer does
+            replaced.append(True)
+        yield from original(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_step, "iter_batches", replace_then_read)
+    first = run_ingest(tmp_home, source.parent)
+    monkeypatch.setattr(ingest_step, "iter_batches", original)
+    second = run_ingest(tmp_home, source.parent)
+    third = run_ingest(tmp_home, source.parent)
+
+    hashes = _row_hashes(tmp_home)
+    assert len(hashes) == len(set(hashes)), "rows were ingested twice"
+    assert first["rows_added"] + second["rows_added"] == len(hashes)
+    assert third["changed"] is False
+
+
+def test_file_changed_in_place_while_ingesting_fails_and_commits_nothing(
+    tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 20: a file rewritten in place after hashing fails the ingest (exit 1), nothing lands."""
+    import steps.ingest as ingest_step
+
+    run_ingest(tmp_home, write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=3)))
+    before = snapshot_count(tmp_home)
+    source = write_parquet(tmp_path / "src" / "batch.parquet", digits_batch(20, seed=4))
+    other = write_parquet(tmp_path / "other.parquet", digits_batch(35, seed=5)).read_bytes()
+    original = ingest_step.iter_batches
+
+    def rewrite_then_read(*args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        with open(source, "r+b") as handle:
+            handle.truncate(0)
+            handle.write(other)
+        yield from original(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_step, "iter_batches", rewrite_then_read)
+    with pytest.raises(CnaiError, match="changed while being ingested") as caught:
+        run_ingest(tmp_home, source.parent)
+    assert caught.value.exit_code == 1
+    assert snapshot_count(tmp_home) == before
+    assert _staged_files(tmp_home) == _committed_files(tmp_home)
+
+
+# --- item 21: staged files of interrupted ingests --------------------------------------
+
+
+def _data_dir(home: Path) -> Path:
+    location = load_table(load_settings(home, environ={})).location()
+    return Path(location.removeprefix("file://")) / "data"
+
+
+def _staged_files(home: Path) -> set[str]:
+    return {p.name for p in _data_dir(home).glob("cnai-*.parquet")}
+
+
+def _committed_files(home: Path) -> set[str]:
+    table = load_table(load_settings(home, environ={}))
+    return (
+        {Path(task.file.file_path).name for task in table.scan().plan_files()}
+        if table.current_snapshot()
+        else set()
+    )
+
+
+_KILL_DURING_STAGING = """
+import os, signal, sys
+import cnai.sources
+import steps.ingest as ingest_step
+from cnai.config import load_settings
+from cnai.progress import Progress
+
+cnai.sources.BATCH_ROWS = 10
+original = ingest_step.iter_batches
+
+def read_then_die(*args, **kwargs):
+    for index, batch in enumerate(original(*args, **kwargs)):
+        yield batch
+        if index == 1:
+            os.kill(os.getpid(), int(sys.argv[3]))
+
+ingest_step.iter_batches = read_then_die
+ingest_step.ingest(sys.argv[1], settings=load_settings(sys.argv[2], environ={}),
+                   progress=Progress(quiet=True))
+"""
+
+
+def _ingest_killed(home: Path, source: Path, signum: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
+    return subprocess.run(
+        [sys.executable, "-c", _KILL_DURING_STAGING, str(source), str(home), str(signum)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_sigterm_during_staging_removes_staged_files(tmp_home: Path, tmp_path: Path) -> None:
+    """Item 21: SIGTERM while staging deletes the partial data file and commits nothing."""
+    import signal
+
+    run_ingest(tmp_home, write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=6)))
+    committed = _committed_files(tmp_home)
+    source = write_parquet(tmp_path / "big.parquet", digits_batch(60, seed=7))
+    done = _ingest_killed(tmp_home, source, signal.SIGTERM)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert _staged_files(tmp_home) == committed
+    assert not list((_data_dir(tmp_home) / "_cnai_staging").glob("*.json"))
+    assert snapshot_count(tmp_home) == 1
+
+
+def test_next_ingest_collects_files_of_a_killed_attempt(tmp_home: Path, tmp_path: Path) -> None:
+    """Item 21: SIGKILL leaves a partial file; the next ingest removes it (grace elapsed)."""
+    import signal
+
+    run_ingest(tmp_home, write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=8)))
+    committed = _committed_files(tmp_home)
+    source = write_parquet(tmp_path / "big.parquet", digits_batch(60, seed=9))
+    done = _ingest_killed(tmp_home, source, signal.SIGKILL)
+    assert done.returncode == -signal.SIGKILL
+    assert _staged_files(tmp_home) - committed, "the killed attempt left no file to collect"
+
+    os.environ["CNAI_INGEST_ORPHAN_GRACE_S"] = "0"
+    try:
+        result = run_ingest(tmp_home, source)
+    finally:
+        del os.environ["CNAI_INGEST_ORPHAN_GRACE_S"]
+    assert result["rows_added"] == 60
+    assert _staged_files(tmp_home) == _committed_files(tmp_home)
+    assert not list((_data_dir(tmp_home) / "_cnai_staging").glob("*.json"))
+
+
+def test_orphan_collection_spares_live_and_committed_files(tmp_home: Path, tmp_path: Path) -> None:
+    """Item 21: only unreferenced files of dead attempts go; a live attempt's files stay."""
+    base = write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=10))
+    run_ingest(tmp_home, base)
+    data = _data_dir(tmp_home)
+    leases = data / "_cnai_staging"
+    leases.mkdir(exist_ok=True)
+
+    def fake_attempt(heartbeat: float | None, new_name: bool = True) -> str:
+        attempt = uuid.uuid4().hex
+        name = f"cnai-{attempt}-1.parquet" if new_name else f"cnai-{attempt}.parquet"
+        (data / name).write_bytes(base.read_bytes())
+        if heartbeat is not None:
+            body = {"attempt": attempt, "heartbeat": heartbeat}
+            (leases / f"{attempt}.json").write_text(json.dumps(body))
+        return name
+
+    dead = fake_attempt(time.time() - 2 * 3600)
+    old_style = fake_attempt(None, new_name=False)
+    live = fake_attempt(time.time())
+    unrelated = data / "kept-by-someone-else.parquet"
+    unrelated.write_bytes(b"x")
+    committed = _committed_files(tmp_home)
+
+    result = run_ingest(tmp_home, write_parquet(tmp_path / "b.parquet", digits_batch(15, seed=11)))
+    left = _staged_files(tmp_home)
+    assert dead not in left and old_style not in left
+    assert live in left and unrelated.exists()
+    assert committed <= left
+    assert result["total_rows"] == 25
+    assert load_table(load_settings(tmp_home, environ={})).scan().to_arrow().num_rows == 25
+
+
+def test_orphan_grace_setting_is_validated(tmp_home: Path, tmp_path: Path) -> None:
+    """Item 21: a bad CNAI_INGEST_ORPHAN_GRACE_S is bad input (exit 2) naming the setting."""
+    from cnai.staging import orphan_grace_s
+
+    with pytest.raises(CnaiError, match="CNAI_INGEST_ORPHAN_GRACE_S") as caught:
+        orphan_grace_s({"CNAI_INGEST_ORPHAN_GRACE_S": "soon"})
+    assert caught.value.exit_code == 2
+    assert orphan_grace_s({}) == 3600.0
