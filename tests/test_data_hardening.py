@@ -222,3 +222,138 @@ def test_orphan_grace_setting_is_validated(tmp_home: Path, tmp_path: Path) -> No
         orphan_grace_s({"CNAI_INGEST_ORPHAN_GRACE_S": "soon"})
     assert caught.value.exit_code == 2
     assert orphan_grace_s({}) == 3600.0
+
+
+# --- item 22: Katib grids are sized arithmetically and bounded --------------------------
+
+
+def _experiment(algorithm: str, parameters: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "objective": {"type": "maximize", "objectiveMetricName": "val_accuracy"},
+        "algorithm": {"algorithmName": algorithm},
+        "parameters": parameters,
+        **spec,
+    }
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": "hostile"},
+        "spec": body,
+    }
+
+
+def _bounded_cli(args: list[str], home: Path, env: dict[str, str] | None = None) -> Any:
+    """``cnai ARGS`` with 3 GiB of address space and 60 s, so the old behaviour fails safely."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
+    full_env.update(env or {})
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "cnai", "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=full_env,
+            timeout=60,
+            preexec_fn=cap,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"cnai {' '.join(args)} ran past 60 s")
+
+
+@pytest.mark.parametrize(
+    ("space", "kind"),
+    [
+        ({"min": "1", "max": "1000000000"}, "int"),
+        ({"min": "0.0", "max": "1.0", "step": "1e-12"}, "double"),
+    ],
+)
+def test_huge_grid_is_refused_without_being_built(
+    tmp_home: Path, tmp_path: Path, space: dict[str, str], kind: str
+) -> None:
+    """Item 22: a grid over 1..10^9 (or step 1e-12) exits 2 at once naming the limit."""
+    import yaml
+
+    name = "hidden" if kind == "int" else "lr"
+    spec = _experiment("grid", [{"name": name, "parameterType": kind, "feasibleSpace": space}])
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = _bounded_cli(
+        ["tune", "--experiment", str(path), "--export-katib", str(tmp_path / "o.yaml")], tmp_home
+    )
+    assert result.returncode == 2, result.stderr
+    assert "spec.parameters[0].feasibleSpace" in result.stderr
+    assert "CNAI_TUNE_MAX_GRID_POINTS" in result.stderr
+    assert not (tmp_path / "o.yaml").exists()
+
+
+def test_grid_size_is_the_product_and_the_limit_is_a_setting() -> None:
+    """Item 22: the grid size is computed from counts; the bound comes from the setting."""
+    from cnai.tuning.spec import max_grid_points, parse_experiment
+    from steps.train import HYPERPARAMETERS
+
+    parameters = [
+        {"name": "hidden", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "400"}},
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "300"}},
+    ]
+    spec = _experiment("grid", parameters)
+    with pytest.raises(CnaiError, match="120,000 points") as caught:
+        parse_experiment(spec, HYPERPARAMETERS)
+    assert caught.value.exit_code == 2
+    experiment = parse_experiment(spec, HYPERPARAMETERS, max_grid=200_000)
+    assert experiment.grid_size() == 120_000
+    assert experiment.max_trial_count == 120_000
+    assert max_grid_points({"CNAI_TUNE_MAX_GRID_POINTS": "7"}) == 7
+    with pytest.raises(CnaiError, match="CNAI_TUNE_MAX_GRID_POINTS"):
+        max_grid_points({"CNAI_TUNE_MAX_GRID_POINTS": "-1"})
+
+
+def test_random_search_over_a_huge_stepped_range_is_refused(tmp_home: Path) -> None:
+    """Item 22: random sampling of a stepped range lists its values; bounded the same way."""
+    from cnai.tuning.spec import parse_experiment
+    from steps.train import HYPERPARAMETERS
+
+    space = {"min": "1", "max": "1000000000", "step": "2"}
+    spec = _experiment(
+        "random",
+        [{"name": "hidden", "parameterType": "int", "feasibleSpace": space}],
+        maxTrialCount=3,
+    )
+    with pytest.raises(CnaiError, match=r"spec.parameters\[0\].feasibleSpace: holds 500,000,000"):
+        parse_experiment(spec, HYPERPARAMETERS)
+
+
+def test_long_feasible_space_list_is_checked_in_linear_time(tmp_path: Path) -> None:
+    """Item 22: 100,000 listed values parse in seconds (the quadratic check took minutes)."""
+    script = (
+        "from cnai.tuning.spec import parse_experiment\n"
+        "from steps.train import HYPERPARAMETERS\n"
+        "import json, sys\n"
+        "spec = json.load(open(sys.argv[1]))\n"
+        "e = parse_experiment(spec, HYPERPARAMETERS)\n"
+        "print(len(e.parameters[0].values))\n"
+    )
+    values = [str(0.001 + k * 1e-6) for k in range(100_000)]
+    spec = _experiment(
+        "random",
+        [{"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": values}}],
+        maxTrialCount=3,
+    )
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(spec))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("parsing 100,000 listed values ran past 30 s")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "100000"
