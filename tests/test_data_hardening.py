@@ -357,3 +357,94 @@ def test_long_feasible_space_list_is_checked_in_linear_time(tmp_path: Path) -> N
         pytest.fail("parsing 100,000 listed values ran past 30 s")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "100000"
+
+
+# --- item 25: configuration of the wrong type, unbounded config files, --home a file ----
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ("dataset:\n  classes: 5\n", "dataset.classes"),
+        ("dataset:\n  classes: [0, one]\n", "dataset.classes[1]"),
+        ("dataset:\n  features: 7\n", "dataset.features"),
+        ("dataset:\n  features: {prefix: p, count: many}\n", "dataset.features.count"),
+        ("dataset:\n  feature_shape: abc\n", "dataset.feature_shape"),
+        ("dataset:\n  feature_shape: [1, x, 8]\n", "dataset.feature_shape[1]"),
+        ("dataset:\n  split_fractions: [a, b, c]\n", "dataset.split_fractions[0]"),
+        ("dataset:\n  key: 3\n", "dataset.key"),
+        ("dataset:\n  label: [x]\n", "dataset.label"),
+        ("events:\n  port: abc\n", "events.port"),
+        ("events:\n  port: 99999\n", "events.port"),
+        ("events:\n  params: [a]\n", "events.params"),
+        ("events:\n  params: {branch: [a]}\n", "events.params.branch"),
+    ],
+)
+def test_config_value_of_the_wrong_type_names_the_field(
+    tmp_home: Path, config: str, field: str
+) -> None:
+    """Item 25: a wrong-typed config value is bad input (exit 2) naming the field."""
+    from cnai.errors import UsageError
+
+    (tmp_home / "config.yaml").write_text(config)
+    with pytest.raises(UsageError) as caught:
+        load_settings(tmp_home, environ={})
+    assert f"{field} " in str(caught.value)
+
+
+def test_config_type_error_through_the_cli(tmp_home: Path) -> None:
+    """Item 25: the CLI answers a wrong-typed config with one line and exit 2."""
+    (tmp_home / "config.yaml").write_text("dataset:\n  classes: 5\n")
+    result = _bounded_cli(["ingest", "--json"], tmp_home)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "dataset.classes must be a list" in result.stderr
+
+
+def test_endless_config_file_is_refused(tmp_home: Path) -> None:
+    """Item 25: CNAI_CONFIG=/dev/zero is refused after a bounded read (exit 2)."""
+    result = _bounded_cli(["ingest", "--json"], tmp_home, env={"CNAI_CONFIG": "/dev/zero"})
+    assert result.returncode == 2, result.stderr
+    assert "larger than 1,048,576 bytes" in result.stderr
+    assert "CNAI_CONFIG_MAX_BYTES" in result.stderr
+
+
+def test_config_size_limit_is_a_setting(tmp_home: Path) -> None:
+    """Item 25: CNAI_CONFIG_MAX_BYTES bounds the config file read."""
+    from cnai.errors import UsageError
+
+    (tmp_home / "config.yaml").write_text("dataset:\n  table: cnai.digits\n")
+    load_settings(tmp_home, environ={})
+    with pytest.raises(UsageError, match="larger than 10 bytes"):
+        load_settings(tmp_home, environ={"CNAI_CONFIG_MAX_BYTES": "10"})
+
+
+def test_huge_feature_count_is_refused(tmp_home: Path) -> None:
+    """Item 25: the prefix/count shorthand cannot declare 10^9 columns (exit 2, bounded)."""
+    (tmp_home / "config.yaml").write_text(
+        "dataset:\n  features: {prefix: p, count: 1000000000}\n  feature_shape: [1000000000]\n"
+    )
+    result = _bounded_cli(["ingest", "--json"], tmp_home)
+    assert result.returncode == 2, result.stderr
+    assert "dataset.features.count" in result.stderr
+    assert "CNAI_MAX_FEATURES" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_home_that_is_a_file_is_bad_input(tmp_path: Path, how: str) -> None:
+    """Item 25: --home (or CNAI_HOME) naming a file exits 2 naming it."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
+    args = [sys.executable, "-m", "cnai"]
+    if how == "flag":
+        args += ["--home", str(afile)]
+        name = "--home"
+    else:
+        env["CNAI_HOME"] = str(afile)
+        name = "CNAI_HOME"
+    done = subprocess.run(
+        [*args, "models", "list"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{name} {afile}: is not a folder" in done.stderr
