@@ -448,3 +448,34 @@ def test_home_that_is_a_file_is_bad_input(tmp_path: Path, how: str) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert f"{name} {afile}: is not a folder" in done.stderr
+
+
+# --- item 24: duplicate columns --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_duplicate_column_is_reported_as_duplicate(
+    tmp_home: Path, tmp_path: Path, kind: str
+) -> None:
+    """Item 24: a column given twice is reported as such, not as missing (exit 2)."""
+    from cnai.contract import ContractError
+
+    columns = digits_batch(5, seed=12)
+    names = [*columns, "label"]
+    arrays = [pa.array(v) for v in columns.values()] + [pa.array(columns["label"])]
+    table = pa.Table.from_arrays(arrays, names=names)
+    path = tmp_path / f"dup.{kind}"
+    if kind == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    with pytest.raises(ContractError) as caught:
+        run_ingest(tmp_home, path)
+    message = str(caught.value)
+    assert "column 'label': appears 2 times (rule: each declared column once)" in message
+    assert "missing" not in message
+    assert caught.value.exit_code == 2
