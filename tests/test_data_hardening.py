@@ -479,3 +479,110 @@ def test_duplicate_column_is_reported_as_duplicate(
     assert "column 'label': appears 2 times (rule: each declared column once)" in message
     assert "missing" not in message
     assert caught.value.exit_code == 2
+
+
+# --- item 23: register with missing model files, hostile model names --------------------
+
+
+class ConstantModel:
+    """A pyfunc model that predicts one class for every row (cheap to log and load)."""
+
+    def __init__(self, label: int) -> None:
+        self.label = label
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        import numpy as np
+
+        return np.full(len(model_input), self.label, dtype=np.int64)
+
+
+def _pyfunc(label: int) -> Any:
+    import mlflow.pyfunc
+
+    class _Model(mlflow.pyfunc.PythonModel):
+        def __init__(self) -> None:
+            self.inner = ConstantModel(label)
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return self.inner.predict(context, model_input, params)
+
+    return _Model()
+
+
+def _logged_run(settings: Any, label: int) -> tuple[str, Path]:
+    """A run tagged like a train-step run, with a logged ``model``; (run id, model files)."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from cnai.catalog import load_table
+    from cnai.model_io import MODEL_ARTIFACT
+    from cnai.tracking import ensure_experiment
+
+    experiment = ensure_experiment(settings)
+    snapshot = load_table(settings).current_snapshot()
+    assert snapshot is not None
+    tags = {"cnai.snapshot_id": str(snapshot.snapshot_id), "cnai.table": "cnai.digits"}
+    with mlflow.start_run(experiment_id=experiment, tags=tags) as run:
+        info = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=_pyfunc(label))
+    logged = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_logged_model(info.model_id)
+    return run.info.run_id, Path(logged.artifact_location.removeprefix("file://"))
+
+
+@pytest.fixture
+def registry_home(digits_home: Path, tmp_path: Path) -> Any:
+    """Settings: the session's digits table, a fresh SQLite MLflow store."""
+    env = {
+        "CNAI_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "CNAI_MLFLOW_ARTIFACT_ROOT": (tmp_path / "artifacts").as_uri(),
+        "CNAI_MLFLOW_RETRIES": "1",
+    }
+    return load_settings(digits_home, environ=env)
+
+
+@pytest.mark.slow
+def test_register_names_the_run_whose_model_files_are_missing(registry_home: Any) -> None:
+    """Item 23: the candidate's model files gone: exit 2 naming --run-id and the model."""
+    import shutil
+
+    from cnai.errors import UsageError
+    from cnai.progress import Progress
+    from steps.register import register
+
+    run_id, files = _logged_run(registry_home, 0)
+    shutil.rmtree(files)
+    with pytest.raises(UsageError) as caught:
+        register(run_id, "hardening", settings=registry_home, progress=Progress(quiet=True))
+    message = str(caught.value)
+    assert f"--run-id {run_id}" in message
+    assert "model files are missing" in message
+
+
+@pytest.mark.slow
+def test_register_names_the_champion_whose_model_files_are_missing(registry_home: Any) -> None:
+    """Item 23: the champion's model files gone: exit 1 naming the champion version."""
+    import shutil
+
+    from cnai.progress import Progress
+    from steps.register import register
+
+    quiet = Progress(quiet=True)
+    first, files = _logged_run(registry_home, 0)
+    assert register(first, "hardening", settings=registry_home, progress=quiet)["promoted"]
+    shutil.rmtree(files)
+    second, _ = _logged_run(registry_home, 1)
+    with pytest.raises(CnaiError) as caught:
+        register(second, "hardening", settings=registry_home, progress=quiet)
+    message = str(caught.value)
+    assert caught.value.exit_code == 1
+    assert "hardening champion v1" in message
+    assert "model files are missing" in message
+
+
+@pytest.mark.parametrize("name", ["../../x", "a'b", "x:y"])
+def test_models_show_refuses_a_hostile_name(name: str) -> None:
+    """Item 23: ``models show ../../x`` is bad input naming the model, not an MlflowException."""
+    from cnai.errors import UsageError
+    from cnai.registry.query import parse_model_spec
+
+    with pytest.raises(UsageError, match="registered model name has no"):
+        parse_model_spec(name)
