@@ -468,13 +468,13 @@ def _check_sizes(
     f: _Fields, parameters: tuple[Parameter, ...], algorithm: Algorithm, limit: int
 ) -> int | None:
     """The grid size (grid algorithm only); UsageError over ``limit`` naming the field."""
-    hint = f"(limit {limit:,}, set by {MAX_GRID_ENV})"
+    hint = f"the limit of {limit:,} (set by {MAX_GRID_ENV})"
     for parameter in parameters:
         count = parameter.count()
         if count is not None and count > limit and _enumerated(parameter, algorithm):
             raise f.fail(
                 f"{parameter.path}.feasibleSpace",
-                f"holds {count:,} values, more than cnai lists {hint}; "
+                f"holds {count:,} values, more than {hint} cnai lists; "
                 "narrow min/max or widen step",
             )
     if algorithm.name != "grid":
