@@ -149,7 +149,11 @@ def ingest(
         raise ContractError(f"--source {source}: no .parquet or .csv file found")
 
     table_obj = ensure_table(open_catalog(settings), spec)
-    collected = collect_orphans(table_obj)
+    try:
+        collected = collect_orphans(table_obj)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # best effort: never blocks ingest
+        progress.info(f"{spec.table}: could not collect files of killed ingests ({exc})")
+        collected = []
     if collected:
         progress.info(f"{spec.table}: removed {len(collected)} data file(s) left by killed ingests")
     previous = table_obj.current_snapshot()
