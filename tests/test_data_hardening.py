@@ -484,29 +484,16 @@ def test_duplicate_column_is_reported_as_duplicate(
 # --- item 23: register with missing model files, hostile model names --------------------
 
 
-class ConstantModel:
-    """A pyfunc model that predicts one class for every row (cheap to log and load)."""
-
-    def __init__(self, label: int) -> None:
-        self.label = label
-
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-        import numpy as np
-
-        return np.full(len(model_input), self.label, dtype=np.int64)
-
-
 def _pyfunc(label: int) -> Any:
+    """A pyfunc model that predicts ``label`` for every row (cheap to log and load)."""
     import mlflow.pyfunc
+    import numpy as np
 
-    class _Model(mlflow.pyfunc.PythonModel):
-        def __init__(self) -> None:
-            self.inner = ConstantModel(label)
-
+    class _Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-            return self.inner.predict(context, model_input, params)
+            return np.full(len(model_input), label, dtype=np.int64)
 
-    return _Model()
+    return _Constant()
 
 
 def _logged_run(settings: Any, label: int) -> tuple[str, Path]:
