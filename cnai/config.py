@@ -21,10 +21,16 @@ from, in increasing priority:
      pod), else ``<home>/tune``
    - ``CNAI_MODEL_FACTORY``: ``module:function`` building the model
    - ``RAY_ADDRESS``: an existing Ray cluster to use instead of a local one
+   - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
+   - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
+
+Every value of the file is type-checked: a wrong type is a UsageError (exit 2)
+naming the field (``dataset.classes``) and the rule, never a raw Python error.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -45,6 +51,11 @@ DIGITS_FEATURES = tuple(f"pixel_{i}" for i in range(64))
 ROW_HASH_COLUMN = "_cnai_row_hash"
 """Column cnai adds to every table it creates: the stable hash of the row key (long),
 computed at ingest so readers assign train/val/test splits without re-hashing."""
+
+DEFAULT_CONFIG_MAX_BYTES = 1 << 20
+"""Default bound on the config file's size (``CNAI_CONFIG_MAX_BYTES``)."""
+DEFAULT_MAX_FEATURES = 100_000
+"""Default bound on declared feature columns (``CNAI_MAX_FEATURES``)."""
 
 # Iceberg primitive type names a dataset may declare.
 FEATURE_TYPES = ("double", "float", "long", "int")
@@ -203,17 +214,39 @@ def default_home(cwd: Path | None = None) -> Path:
     return Path(tempfile.gettempdir()).resolve() / f"cnai-{os.getuid()}"
 
 
+def check_home(home: Path, name: str = "home") -> Path:
+    """``home`` itself; UsageError naming ``name`` when it exists but is not a folder."""
+    if home.exists() and not home.is_dir():
+        raise UsageError(f"{name} {home}: is not a folder (rule: the home is a folder)")
+    return home
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """Integer setting ``name`` from ``env`` (default when unset); UsageError when invalid."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise UsageError(f"{name} {raw!r}: must be an integer >= {minimum}")
+    return value
+
+
 def load_settings(
     home: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from defaults, the config file and the environment."""
     env = os.environ if environ is None else environ
-    root = resolve_home(home if home is not None else env.get("CNAI_HOME"))
+    root = check_home(resolve_home(home if home is not None else env.get("CNAI_HOME")))
     config_path = Path(env["CNAI_CONFIG"]) if env.get("CNAI_CONFIG") else root / "config.yaml"
-    raw = _read_config(config_path) if config_path.exists() else {}
     if env.get("CNAI_CONFIG") and not config_path.exists():
         raise UsageError(f"CNAI_CONFIG {config_path}: file not found")
+    limit = env_int(env, "CNAI_CONFIG_MAX_BYTES", DEFAULT_CONFIG_MAX_BYTES)
+    raw = _read_config(config_path, limit) if config_path.exists() else {}
 
     catalog = _section(raw, "catalog", {"name", "properties"}, config_path)
     catalog_name = str(env.get("CNAI_CATALOG_NAME") or catalog.get("name") or DEFAULT_CATALOG_NAME)
@@ -251,7 +284,12 @@ def load_settings(
         env.get("CNAI_CHECKPOINT_ROOT") or train.get("checkpoint_root") or (root / "checkpoints")
     )
     ray = _section(raw, "ray", {"address"}, config_path)
-    dataset = _dataset_spec(_section(raw, "dataset", _DATASET_KEYS, config_path), config_path)
+    dataset = _dataset_spec(
+        _section(raw, "dataset", _DATASET_KEYS, config_path),
+        config_path,
+        env_int(env, "CNAI_MAX_FEATURES", DEFAULT_MAX_FEATURES),
+    )
+    _check_events(raw.get("events"), config_path)
     if env.get("CNAI_TABLE"):
         parse_table_identifier(env["CNAI_TABLE"])
         dataset = replace(dataset, table=env["CNAI_TABLE"])
@@ -293,11 +331,24 @@ _DATASET_KEYS = {
 }
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path, limit: int) -> dict[str, Any]:
+    """The config mapping; at most ``limit`` bytes are read (``/dev/zero`` ends too)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot read config: {exc}") from exc
+        with open(path, "rb") as handle:
+            blob = handle.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    if len(blob) > limit:
+        raise UsageError(
+            f"{path}: config is larger than {limit:,} bytes (limit set by CNAI_CONFIG_MAX_BYTES)"
+        )
+    try:
+        data = yaml.safe_load(blob.decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot read config: not UTF-8 text ({exc.reason})") from exc
+    except yaml.YAMLError as exc:
+        problem = str(exc).replace("\n", " ")
+        raise UsageError(f"{path}: cannot read config: {problem}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path}: config must be a mapping of sections")
     unknown = sorted(set(data) - KNOWN_SECTIONS)
@@ -318,53 +369,164 @@ def _section(raw: dict[str, Any], name: str, keys: set[str], path: Path) -> dict
     return value
 
 
-def _dataset_spec(raw: dict[str, Any], path: Path) -> DatasetSpec:
+def _fail(path: Path, field_name: str, rule: str) -> UsageError:
+    return UsageError(f"{path}: {field_name} {rule}")
+
+
+def _text(value: Any, path: Path, field_name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, field_name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _texts(value: Any, path: Path, field_name: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _fail(path, field_name, f"must be a list of names, got {type(value).__name__}")
+    names = tuple(_text(v, path, f"{field_name}[{i}]") for i, v in enumerate(value))
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise _fail(path, field_name, f"must not list {twice!r} twice")
+    return names
+
+
+def _integer(value: Any, path: Path, field_name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, field_name, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise _fail(path, field_name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _features(raw: Any, path: Path, max_features: int) -> tuple[str, ...]:
+    if isinstance(raw, dict):
+        # {prefix: pixel_, count: 64} is shorthand for pixel_0 .. pixel_63
+        unknown = sorted(set(raw) - {"prefix", "count"})
+        if unknown or "prefix" not in raw or "count" not in raw:
+            raise _fail(path, "dataset.features", "the shorthand needs exactly prefix and count")
+        prefix = _text(raw["prefix"], path, "dataset.features.prefix")
+        count = _integer(raw["count"], path, "dataset.features.count", 1)
+        if count > max_features:
+            raise _fail(
+                path,
+                "dataset.features.count",
+                f"must be at most {max_features:,} (limit set by CNAI_MAX_FEATURES), got {count:,}",
+            )
+        return tuple(f"{prefix}{i}" for i in range(count))
+    features = _texts(raw, path, "dataset.features")
+    if len(features) > max_features:
+        raise _fail(
+            path,
+            "dataset.features",
+            f"must name at most {max_features:,} columns (limit set by CNAI_MAX_FEATURES), "
+            f"got {len(features):,}",
+        )
+    return features
+
+
+def _classes(raw: Any, path: Path, label_type: str) -> tuple[int | str, ...]:
+    if not isinstance(raw, (list, tuple)):
+        raise _fail(path, "dataset.classes", f"must be a list of labels, got {raw!r}")
+    want: type = str if label_type == "string" else int
+    classes: list[int | str] = []
+    for i, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, want):
+            raise _fail(
+                path,
+                f"dataset.classes[{i}]",
+                f"must be {'a string' if want is str else 'an integer'} "
+                f"(label_type is {label_type}), got {value!r}",
+            )
+        classes.append(value)  # type: ignore[arg-type]  # checked just above
+    if len(set(classes)) != len(classes):
+        twice = next(c for c in classes if classes.count(c) > 1)
+        raise _fail(path, "dataset.classes", f"must not list {twice!r} twice")
+    return tuple(classes)
+
+
+def _fractions(raw: Any, path: Path) -> tuple[float, float, float]:
+    rule = "must be 3 shares (numbers >= 0) summing to 1"
+    if not isinstance(raw, (list, tuple)) or len(raw) != 3:
+        raise _fail(path, "dataset.split_fractions", f"{rule}, got {raw!r}")
+    values = []
+    for i, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, f"dataset.split_fractions[{i}]", f"must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise _fail(path, "dataset.split_fractions", f"{rule}, got {raw!r}")
+        values.append(float(value))
+    if abs(sum(values) - 1) > 1e-9:
+        raise _fail(path, "dataset.split_fractions", f"{rule}, got {raw!r}")
+    return values[0], values[1], values[2]
+
+
+def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> DatasetSpec:
     spec = DatasetSpec()
     if not raw:
         return spec
-    features_raw = raw.get("features", spec.features)
-    if isinstance(features_raw, dict):
-        # {prefix: pixel_, count: 64} is shorthand for pixel_0 .. pixel_63
-        try:
-            features = tuple(
-                f"{features_raw['prefix']}{i}" for i in range(int(features_raw["count"]))
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path}: dataset.features needs prefix and count") from exc
-    else:
-        features = tuple(str(f) for f in features_raw)
-    spec = DatasetSpec(
-        table=str(raw.get("table", spec.table)),
-        features=features,
-        feature_type=str(raw.get("feature_type", spec.feature_type)),
-        label=str(raw.get("label", spec.label)),
-        label_type=str(raw.get("label_type", spec.label_type)),
-        classes=tuple(raw.get("classes", spec.classes)),
-        key=tuple(str(k) for k in raw.get("key", spec.key)),
-        feature_shape=tuple(int(d) for d in raw.get("feature_shape", (1, len(features)))),
-        split_fractions=tuple(raw.get("split_fractions", spec.split_fractions)),
+    features = _features(raw.get("features", list(spec.features)), path, max_features)
+    if not features:
+        raise _fail(path, "dataset.features", "must name at least one column")
+    feature_type = _text(raw.get("feature_type", spec.feature_type), path, "dataset.feature_type")
+    if feature_type not in FEATURE_TYPES:
+        raise _fail(path, "dataset.feature_type", f"must be one of {', '.join(FEATURE_TYPES)}")
+    label_type = _text(raw.get("label_type", spec.label_type), path, "dataset.label_type")
+    if label_type not in LABEL_TYPES:
+        raise _fail(path, "dataset.label_type", f"must be one of {', '.join(LABEL_TYPES)}")
+    label = _text(raw.get("label", spec.label), path, "dataset.label")
+    if label in features:
+        raise _fail(path, "dataset.label", f"must not also be a feature, got {label!r}")
+    classes = _classes(raw.get("classes", list(spec.classes)), path, label_type)
+    if not classes:
+        raise _fail(path, "dataset.classes", "must list at least one class")
+    raw_shape = raw.get("feature_shape", [1, len(features)])
+    if not isinstance(raw_shape, (list, tuple)) or not raw_shape:
+        raise _fail(path, "dataset.feature_shape", f"must be a list of integers, got {raw_shape!r}")
+    shape = tuple(
+        _integer(d, path, f"dataset.feature_shape[{i}]", 1) for i, d in enumerate(raw_shape)
     )
-    parse_table_identifier(spec.table)
-    if not spec.features:
-        raise UsageError(f"{path}: dataset.features must name at least one column")
-    if spec.feature_type not in FEATURE_TYPES:
-        raise UsageError(f"{path}: dataset.feature_type must be one of {', '.join(FEATURE_TYPES)}")
-    if spec.label_type not in LABEL_TYPES:
-        raise UsageError(f"{path}: dataset.label_type must be one of {', '.join(LABEL_TYPES)}")
-    if not spec.classes:
-        raise UsageError(f"{path}: dataset.classes must list at least one class")
-    size = 1
-    for dim in spec.feature_shape:
-        size *= dim
-    if size != len(spec.features):
-        raise UsageError(
-            f"{path}: dataset.feature_shape {list(spec.feature_shape)} holds {size} values "
-            f"but {len(spec.features)} features are declared"
+    size = math.prod(shape)
+    if size != len(features):
+        raise _fail(
+            path,
+            "dataset.feature_shape",
+            f"{list(shape)} holds {size} values but {len(features)} features are declared",
         )
-    fractions = spec.split_fractions
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
-        raise UsageError(f"{path}: dataset.split_fractions must be 3 shares summing to 1")
-    return spec
+    table = _text(raw.get("table", spec.table), path, "dataset.table")
+    parse_table_identifier(table)
+    return DatasetSpec(
+        table=table,
+        features=features,
+        feature_type=feature_type,
+        label=label,
+        label_type=label_type,
+        classes=classes,
+        key=_texts(raw.get("key", list(spec.key)), path, "dataset.key"),
+        feature_shape=shape,
+        split_fractions=_fractions(raw.get("split_fractions", list(spec.split_fractions)), path),
+    )
+
+
+def _check_events(raw: Any, path: Path) -> None:
+    """Types of the ``events`` fields read as values here (port, params)."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise _fail(path, "events", f"must be a mapping, got {type(raw).__name__}")
+    port = raw.get("port")
+    number = int(port) if isinstance(port, str) and port.isdecimal() and len(port) < 6 else port
+    if port is not None and (
+        isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535
+    ):
+        raise _fail(path, "events.port", f"must be an integer 1-65535, got {port!r}")
+    params = raw.get("params")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise _fail(path, "events.params", f"must be a mapping of NAME: VALUE, got {params!r}")
+        for name, value in params.items():
+            if not isinstance(name, str) or not name:
+                raise _fail(path, "events.params", f"names must be strings, got {name!r}")
+            if isinstance(value, (dict, list)) or value is None:
+                raise _fail(path, f"events.params.{name}", f"must be a scalar, got {value!r}")
 
 
 def _env_to_property(key: str) -> str:

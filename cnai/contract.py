@@ -2,7 +2,7 @@
 
 Rules, each reported as ``<file>: column <c>: <problem> (rule: <rule>)``:
 
-- every declared column is present;
+- every declared column is present, exactly once;
 - each column's type equals the declared one or casts to it without loss;
 - no null, NaN or infinite value in features or label;
 - every label is one of the declared classes;
@@ -57,9 +57,14 @@ def safely_castable(source: pa.DataType, target: pa.DataType) -> bool:
 def check_schema(uri: str, schema: pa.Schema, spec: DatasetSpec) -> None:
     """Required columns present with safely castable types."""
     for field in source_schema(spec):
-        index = schema.get_field_index(field.name)
-        if index < 0:
+        found = schema.get_all_field_indices(field.name)
+        if len(found) > 1:
+            raise _violation(
+                uri, field.name, f"appears {len(found)} times", "each declared column once"
+            )
+        if not found:
             raise _violation(uri, field.name, "missing", "required columns present")
+        index = found[0]
         have = schema.field(index).type
         if pa.types.is_null(have):
             raise _violation(uri, field.name, "every value is null", "no nulls")

@@ -3,12 +3,21 @@
 A source is a local path, a ``file://`` URI or any URI PyArrow's filesystems
 understand (``s3://``, ``gs://``, ``hdfs://`` with their usual credentials).
 Files are read as streams of record batches so memory stays bounded.
+
+:func:`pinned` opens one file once, fingerprints the bytes through that handle and
+hands the same handle to the readers, so the fingerprint always describes the bytes
+that were read: a local file replaced (renamed over) meanwhile is still read from
+the open inode, and a change in place (or of a remote object) is detected by
+comparing the file's size and modification time before and after
+(:meth:`PinnedSource.check_unchanged`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from cnai.errors import UsageError
+from cnai.errors import CnaiError, UsageError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv",)
@@ -48,6 +57,85 @@ class SourceFile:
         except (OSError, pa.ArrowException) as exc:
             raise UsageError(f"{self.uri}: file not readable ({exc})") from exc
         return f"sha256:{digest.hexdigest()}"
+
+
+class SourceChangedError(CnaiError):
+    """A source file changed while it was being ingested (runtime failure, exit 1)."""
+
+
+@dataclass
+class PinnedSource:
+    """One source file opened once: fingerprint and rows come from the same handle."""
+
+    source: SourceFile
+    """The file."""
+    handle: pa.NativeFile
+    """Random-access handle every read goes through."""
+    identity: tuple[int, int]
+    """(size, modification time in ns) when opened."""
+    local_fd: int | None = None
+    """File descriptor of a local file (fstat sees in-place changes of the open inode)."""
+
+    def rewind(self) -> pa.NativeFile:
+        """The handle, positioned at the start."""
+        self.handle.seek(0)
+        return self.handle
+
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` of the bytes behind the handle (streamed)."""
+        digest = hashlib.sha256()
+        handle = self.rewind()
+        try:
+            while chunk := handle.read(_READ_CHUNK):
+                digest.update(chunk)
+        except (OSError, pa.ArrowException) as exc:
+            raise UsageError(f"{self.source.uri}: file not readable ({exc})") from exc
+        return f"sha256:{digest.hexdigest()}"
+
+    def current_identity(self) -> tuple[int, int]:
+        """(size, modification time in ns) now."""
+        if self.local_fd is not None:
+            stat = os.fstat(self.local_fd)
+            return stat.st_size, stat.st_mtime_ns
+        info = self.source.filesystem.get_file_info(self.source.path)
+        mtime = info.mtime_ns if info.mtime_ns is not None else -1
+        return int(info.size or 0), int(mtime)
+
+    def check_unchanged(self) -> None:
+        """Raise SourceChangedError when the file changed since it was opened."""
+        try:
+            now = self.current_identity()
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceChangedError(
+                f"{self.source.uri}: file changed or vanished while being ingested ({exc}); "
+                "nothing was committed, run ingest again"
+            ) from exc
+        if now != self.identity:
+            raise SourceChangedError(
+                f"{self.source.uri}: file changed while being ingested "
+                f"(size/mtime {self.identity} -> {now}); nothing was committed, run ingest again"
+            )
+
+
+@contextmanager
+def pinned(source: SourceFile) -> Iterator[PinnedSource]:
+    """Open ``source`` once for fingerprinting and reading (see the module docstring)."""
+    try:
+        if isinstance(source.filesystem, pafs.LocalFileSystem):
+            raw = open(source.path, "rb")  # noqa: SIM115 - closed below
+            stat = os.fstat(raw.fileno())
+            handle: pa.NativeFile = pa.PythonFile(raw, mode="r")
+            found = PinnedSource(source, handle, (stat.st_size, stat.st_mtime_ns), raw.fileno())
+        else:
+            handle = source.filesystem.open_input_file(source.path)
+            found = PinnedSource(source, handle, (0, 0))
+            found.identity = found.current_identity()
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"{source.uri}: file not readable ({exc})") from exc
+    try:
+        yield found
+    finally:
+        handle.close()
 
 
 def _format_of(path: str) -> str | None:
@@ -96,32 +184,43 @@ def _uri(prefix: str, path: str) -> str:
     return f"{prefix}{path}" if prefix else path
 
 
-def read_schema(source: SourceFile, columns: dict[str, pa.DataType]) -> pa.Schema:
-    """The file's Arrow schema (for CSV: the header, declared columns typed as declared)."""
+def read_schema(
+    source: SourceFile, columns: dict[str, pa.DataType], pin: PinnedSource | None = None
+) -> pa.Schema:
+    """The file's Arrow schema (for CSV: the header, declared columns typed as declared).
+
+    With ``pin``, read through its handle instead of opening the file again.
+    """
     try:
         if source.format == "parquet":
+            if pin is not None:
+                return pq.read_schema(pin.rewind())
             with source.filesystem.open_input_file(source.path) as handle:
                 return pq.read_schema(handle)
-        with _csv_reader(source, columns) as reader:
+        with _csv_reader(source, columns, pin) as reader:
             return reader.schema
     except (pa.ArrowException, OSError) as exc:
         raise UsageError(f"{source.uri}: not a readable {source.format} file ({exc})") from exc
 
 
-def iter_batches(source: SourceFile, columns: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    source: SourceFile, columns: dict[str, pa.DataType], pin: PinnedSource | None = None
+) -> Iterator[pa.RecordBatch]:
     """Stream the declared columns of one file as record batches.
 
     For CSV, declared columns are parsed straight into their declared type; a value
-    that does not parse raises UsageError naming the file and the column.
+    that does not parse raises UsageError naming the file and the column. With
+    ``pin``, read through its handle instead of opening the file again.
     """
     try:
         if source.format == "parquet":
+            if pin is not None:
+                yield from _parquet_batches(pin.rewind(), columns)
+                return
             with source.filesystem.open_input_file(source.path) as handle:
-                parquet = pq.ParquetFile(handle)
-                present = [c for c in columns if c in parquet.schema_arrow.names]
-                yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
+                yield from _parquet_batches(handle, columns)
             return
-        with _csv_reader(source, columns) as reader:
+        with _csv_reader(source, columns, pin) as reader:
             for batch in reader:
                 yield batch.select([c for c in columns if c in batch.schema.names])
     except pa.ArrowInvalid as exc:
@@ -130,9 +229,22 @@ def iter_batches(source: SourceFile, columns: dict[str, pa.DataType]) -> Iterato
         raise UsageError(f"{source.uri}: read failed ({exc})") from exc
 
 
+def _parquet_batches(
+    handle: pa.NativeFile, columns: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    parquet = pq.ParquetFile(handle)
+    present = [c for c in columns if c in parquet.schema_arrow.names]
+    yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
+
+
 class _csv_reader:  # noqa: N801 - used as a context manager
-    def __init__(self, source: SourceFile, columns: dict[str, pa.DataType]) -> None:
-        self.stream = source.filesystem.open_input_stream(source.path)
+    def __init__(
+        self, source: SourceFile, columns: dict[str, pa.DataType], pin: PinnedSource | None
+    ) -> None:
+        self.owned = pin is None
+        self.stream = (
+            source.filesystem.open_input_stream(source.path) if pin is None else pin.rewind()
+        )
         self.reader = pacsv.open_csv(
             self.stream,
             read_options=pacsv.ReadOptions(block_size=16 << 20),
@@ -143,4 +255,5 @@ class _csv_reader:  # noqa: N801 - used as a context manager
         return self.reader
 
     def __exit__(self, *exc: object) -> None:
-        self.stream.close()
+        if self.owned:
+            self.stream.close()

@@ -1,13 +1,17 @@
 """Ingest step: Parquet/CSV files -> one validated, idempotent Iceberg snapshot.
 
-Every source file is fingerprinted by content. Files whose fingerprint is already
+Every source file is opened once and fingerprinted by content through that handle
+(cnai.sources.pinned), so the fingerprint describes exactly the bytes staged; a
+file changed in place meanwhile fails the ingest. Files whose fingerprint is already
 in the table's lineage are skipped; the rest are validated against the data
 contract (cnai.contract) while being streamed into Parquet data files under the
 table's location, and are then committed together as one append snapshot whose
-summary records their fingerprints. A violation anywhere removes the staged files
-and commits nothing. A concurrent commit is retried here, after a refresh that
-re-checks fingerprints (PyIceberg's own blind retry is switched off for it), so no
-file is lost or ingested twice.
+summary records their fingerprints. A violation anywhere, or SIGTERM, removes the
+staged files and commits nothing (SIGTERM during the commit itself is held until the
+commit is decided). Files staged by killed attempts are collected at the next ingest
+(cnai.staging). A concurrent commit is retried here, after a refresh that re-checks
+fingerprints (PyIceberg's own blind retry is switched off for it), so no file is lost
+or ingested twice.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import signal
+import threading
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -42,7 +49,15 @@ from cnai.config import DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
 from cnai.errors import CnaiError
 from cnai.progress import Progress
-from cnai.sources import SourceFile, iter_batches, read_schema, resolve_source
+from cnai.sources import (
+    PinnedSource,
+    SourceFile,
+    iter_batches,
+    pinned,
+    read_schema,
+    resolve_source,
+)
+from cnai.staging import StagingAttempt, collect_orphans
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -57,6 +72,52 @@ class _Staged:
     fingerprint: str
     path: str
     rows: int
+    committed: bool = False
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while ingesting; staged files were removed (exit 143)."""
+
+
+class _TermGuard:
+    """Turns SIGTERM into :class:`Terminated`, held back while a commit is deciding.
+
+    Installed only in the main thread (Python delivers signals there); elsewhere it
+    does nothing and the process's own handling applies.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.holding = False
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> _TermGuard:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise Terminated(128 + signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Defer SIGTERM for the block; raise it right after."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise Terminated(128 + signal.SIGTERM)
 
 
 def ingest(
@@ -88,28 +149,42 @@ def ingest(
         raise ContractError(f"--source {source}: no .parquet or .csv file found")
 
     table_obj = ensure_table(open_catalog(settings), spec)
+    try:
+        collected = collect_orphans(table_obj)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # best effort: never blocks ingest
+        progress.info(f"{spec.table}: could not collect files of killed ingests ({exc})")
+        collected = []
+    if collected:
+        progress.info(f"{spec.table}: removed {len(collected)} data file(s) left by killed ingests")
     previous = table_obj.current_snapshot()
     already = ingested_fingerprints(table_obj)
-    todo: list[tuple[SourceFile, str]] = []
     skipped: list[str] = []
     seen: set[str] = set()
-    for file in files:
-        fingerprint = file.fingerprint()
-        if fingerprint in already or fingerprint in seen:
-            skipped.append(file.uri)
-            continue
-        seen.add(fingerprint)
-        todo.append((file, fingerprint))
-    progress.info(f"{spec.table}: {len(todo)} new file(s), {len(skipped)} already ingested")
-
     staged: list[_Staged] = []
-    try:
-        for file, fingerprint in todo:
-            staged.append(_stage(table_obj, file, fingerprint, spec, progress))
-        committed = _commit(table_obj, staged, progress) if staged else []
-    except BaseException:
-        _discard(table_obj, staged)
-        raise
+    attempt = StagingAttempt(table_obj)
+    with _TermGuard() as guard:
+        try:
+            for file in files:
+                with pinned(file) as pin:
+                    fingerprint = pin.fingerprint()
+                    if fingerprint in already or fingerprint in seen:
+                        skipped.append(file.uri)
+                        continue
+                    seen.add(fingerprint)
+                    staged.append(
+                        _stage_pinned(table_obj, pin, fingerprint, spec, progress, attempt)
+                    )
+            progress.info(
+                f"{spec.table}: {len(staged)} new file(s), {len(skipped)} already ingested"
+            )
+            committed = _commit(table_obj, staged, progress, attempt, guard) if staged else []
+        except BaseException as exc:
+            _discard(table_obj, staged)
+            if isinstance(exc, Terminated):
+                progress.info(f"{spec.table}: terminated; staged files removed, nothing committed")
+            raise
+        finally:
+            attempt.release()
     skipped += [s.source.uri for s in staged if s not in committed]
 
     current = table_obj.current_snapshot()
@@ -147,17 +222,44 @@ def seed_landing(landing: Path, progress: Progress) -> Path:
 
 
 def _stage(
-    table: Table, file: SourceFile, fingerprint: str, spec: DatasetSpec, progress: Progress
+    table: Table,
+    file: SourceFile,
+    fingerprint: str | None,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt | None = None,
 ) -> _Staged:
-    """Validate ``file`` while streaming it into a new data file under the table."""
+    """Validate ``file`` while streaming it into a new data file under the table.
+
+    The staged file's fingerprint is that of the bytes read (``fingerprint``, the
+    caller's earlier hash, is only a hint and is not trusted).
+    """
+    with pinned(file) as pin:
+        return _stage_pinned(
+            table, pin, pin.fingerprint(), spec, progress, attempt or StagingAttempt(table)
+        )
+
+
+def _stage_pinned(
+    table: Table,
+    pin: PinnedSource,
+    fingerprint: str,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+) -> _Staged:
+    """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
+    file = pin.source
     target = arrow_schema(spec)
     declared = {f.name: f.type for f in source_schema(spec)}
-    check_schema(file.uri, read_schema(file, declared), spec)
-    path = f"{table.location().rstrip('/')}/data/cnai-{uuid.uuid4().hex}.parquet"
+    check_schema(file.uri, read_schema(file, declared, pin), spec)
+    attempt.heartbeat(force=not attempt.lease_written)
+    path = attempt.new_path()
     staged = _Staged(file, fingerprint, path, 0)
     try:
         with table.io.new_output(path).create() as out, pq.ParquetWriter(out, target) as writer:
-            for batch in iter_batches(file, declared):
+            for batch in iter_batches(file, declared, pin):
+                attempt.heartbeat()
                 try:
                     checked = check_batch(file.uri, batch, spec, staged.rows)
                 except pa.ArrowInvalid as exc:
@@ -167,6 +269,7 @@ def _stage(
                     ) from exc
                 writer.write_batch(checked)
                 staged.rows += checked.num_rows
+        pin.check_unchanged()
     except BaseException:
         _discard(table, [staged])
         raise
@@ -177,11 +280,19 @@ def _stage(
     return staged
 
 
-def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_Staged]:
+def _commit(
+    table: Table,
+    staged: list[_Staged],
+    progress: Progress,
+    lease: StagingAttempt | None = None,
+    guard: _TermGuard | None = None,
+) -> list[_Staged]:
     """Commit staged files as one append; retry on concurrent commits. Returns what landed."""
     from pyiceberg.exceptions import CommitFailedException
 
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        if lease is not None:
+            lease.heartbeat(force=True)
         done = ingested_fingerprints(table)
         keep = [s for s in staged if s.fingerprint not in done]
         if not keep:
@@ -193,12 +304,15 @@ def _commit(table: Table, staged: list[_Staged], progress: Progress) -> list[_St
             DATA_VERSION_KEY: data_version_of(lineage(table), [s.fingerprint for s in keep]),
         }
         try:
-            with _single_attempt(table).transaction() as tx:
-                tx.add_files(
-                    [s.path for s in keep],
-                    snapshot_properties=properties,
-                    check_duplicate_files=False,
-                )
+            with guard.hold() if guard else contextlib.nullcontext():
+                with _single_attempt(table).transaction() as tx:
+                    tx.add_files(
+                        [s.path for s in keep],
+                        snapshot_properties=properties,
+                        check_duplicate_files=False,
+                    )
+                for item in keep:
+                    item.committed = True
         except CommitFailedException as exc:
             if attempt == COMMIT_ATTEMPTS:
                 raise CnaiError(
@@ -236,6 +350,9 @@ def _single_attempt(table: Table) -> Table:
 
 
 def _discard(table: Table, staged: list[_Staged]) -> None:
+    """Delete staged files that no commit references (committed ones are kept)."""
     for item in staged:
+        if item.committed:
+            continue
         with contextlib.suppress(OSError, FileNotFoundError):
             table.io.delete(item.path)

@@ -30,7 +30,7 @@ from cnai.progress import Progress
 from cnai.registry import lineage as lin
 from cnai.registry import retry
 from cnai.registry.card import CardInput, card_path, render
-from cnai.registry.evaluate import TestSplit, read_test_split, score
+from cnai.registry.evaluate import TestSplit, load_model, read_test_split, score
 from cnai.registry.gate import OBJECTIVE, Decision, decide
 from cnai.registry.lock import LOCK_PREFIX, RegistryLock, registry_lock
 from cnai.registry.tags import (
@@ -349,20 +349,21 @@ class _Registrar:
         where = f"{lineage.table} snapshot {lineage.snapshot_id}"
         with self.progress.status(f"run {lineage.run_id}: evaluating on the test split of {where}"):
             split = read_test_split(self.settings, lineage.table, lineage.snapshot_id)
-            model = self._load(source, f"run {lineage.run_id}'s model")
+            model = self._load(source, f"--run-id {lineage.run_id}: the run's model", True)
             metrics = score(model, split, self.settings)
         self.progress.info(
             f"run {lineage.run_id}: {OBJECTIVE} {metrics[OBJECTIVE]:.4f} on {split.rows} test rows"
         )
         return _Candidate(run, lineage, source, metrics, split)
 
-    def _load(self, uri: str, what: str) -> Any:
-        import mlflow.pyfunc
-
-        return self._call(f"load {what} ({uri})", lambda: mlflow.pyfunc.load_model(uri))
+    def _load(self, uri: str, what: str, bad_input: bool = False) -> Any:
+        return load_model(uri, what, self.store, bad_input=bad_input)
 
     def _score_champion(self, version: str, split: TestSplit) -> dict[str, float]:
-        model = self._load(f"models:/{self.name}/{version}", f"champion v{version}")
+        model = self._load(
+            f"models:/{self.name}/{version}",
+            f"{self.name} champion v{version} (move alias champion or restore its files)",
+        )
         try:
             metrics = score(model, split, self.settings)
         except Exception as exc:

@@ -25,7 +25,7 @@ from typing import Any
 
 from cnai import __version__
 from cnai.cli import commands
-from cnai.config import Settings, load_settings, resolve_home
+from cnai.config import Settings, check_home, load_settings, resolve_home
 from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 
@@ -128,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         want_json = bool(getattr(args, "json", False))
+        flag = getattr(args, "home", None)
+        home = check_home(resolve_home(flag), "--home" if flag is not None else "CNAI_HOME")
         ctx = Context(
-            home=resolve_home(getattr(args, "home", None)),
+            home=home,
             json=want_json,
             progress=Progress(),
         )

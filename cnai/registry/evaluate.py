@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cnai.config import Settings
-from cnai.errors import CnaiError
+from cnai.errors import CnaiError, UsageError
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,32 @@ def read_test_split(settings: Settings, table: str, snapshot_id: int) -> TestSpl
     if len(labels) == 0:
         raise CnaiError(f"table {table}: snapshot {snapshot_id} has no test rows to evaluate on")
     return TestSplit(table, snapshot_id, features, labels)
+
+
+def load_model(uri: str, what: str, store: str, *, bad_input: bool = False) -> Any:
+    """Load the pyfunc model at ``uri``; one error naming ``what`` and ``uri`` when it fails.
+
+    Transient store errors are retried (:mod:`cnai.registry.retry`). A model whose files
+    are missing or unreadable is UsageError when ``bad_input`` (the user named it, e.g.
+    ``--run-id``), else CnaiError (the registry's own state, e.g. the champion).
+    """
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    from cnai.registry import retry
+
+    try:
+        return retry.call(
+            f"load {what} ({uri})", lambda: mlflow.pyfunc.load_model(uri), store=store
+        )
+    except (MlflowException, OSError, ValueError) as exc:
+        problem = retry.first_line(exc)
+        missing = "No such artifact" in problem or isinstance(exc, FileNotFoundError)
+        reason = (
+            "its model files are missing from the artifact store" if missing else "cannot be loaded"
+        )
+        kind = UsageError if bad_input else CnaiError
+        raise kind(f"{what} ({uri}): {reason} ({problem})") from exc
 
 
 def score(model: Any, split: TestSplit, settings: Settings) -> dict[str, float]:

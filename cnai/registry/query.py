@@ -31,6 +31,8 @@ LINEAGE_FIELDS = {
     "argo_workflow_uid": lin.ARGO_WORKFLOW_UID,
 }
 
+_NAME_FORBIDDEN = ("/", ":", "'", '"', "\\", "`")
+"""Characters no registered model name holds here (MLflow refuses '/' and ':')."""
 _SPEC = re.compile(r"^(?P<name>[^@]+?)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+))?$")
 
 
@@ -39,6 +41,12 @@ def parse_model_spec(spec: str) -> tuple[str, str | None, str | None]:
     match = _SPEC.match(spec.strip())
     if not match:
         raise UsageError(f"model {spec!r}: expected NAME, NAME@ALIAS or NAME/VERSION")
+    bad = [c for c in _NAME_FORBIDDEN if c in match["name"]]
+    if bad:
+        raise UsageError(
+            f"model {spec!r}: expected NAME, NAME@ALIAS or NAME/VERSION; a registered model "
+            f"name has no {' '.join(repr(c) for c in _NAME_FORBIDDEN)} (found {bad[0]!r})"
+        )
     return match["name"], match["alias"], match["version"]
 
 
@@ -117,6 +125,8 @@ class RegistryView:
                 raise UsageError(
                     f"model {name!r}: no such registered model (see `cnai models list`)"
                 ) from exc
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                raise UsageError(f"model {name!r}: {retry.first_line(exc)}") from exc
             raise
 
     def show(self, spec: str) -> dict[str, Any]:

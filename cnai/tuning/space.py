@@ -81,8 +81,11 @@ def _optuna_distribution(parameter: Parameter) -> Any:
         high = low + (high - low) // step * step
         return IntDistribution(low, high, log=log, step=step)
     if parameter.step is not None:
-        grid = parameter.grid() or ()
-        return FloatDistribution(parameter.min, float(grid[-1]), step=parameter.step)
+        count = parameter.count()
+        assert count is not None
+        return FloatDistribution(
+            parameter.min, float(parameter.value_at(count - 1)), step=parameter.step
+        )
     return FloatDistribution(parameter.min, parameter.max, log=log)
 
 
@@ -92,15 +95,19 @@ def optuna_space(experiment: Experiment) -> dict[str, Any]:
 
 
 def grid_points(experiment: Experiment) -> list[dict[str, Any]]:
-    """Every grid combination (first parameter slowest), cut to ``maxTrialCount``."""
+    """Every grid combination (first parameter slowest), cut to ``maxTrialCount``.
+
+    Only the first ``maxTrialCount`` combinations are built (the parser already
+    bounded the grid's size arithmetically).
+    """
     axes = []
     for parameter in experiment.parameters:
         values = parameter.grid()
         if values is None:
             raise ValueError(f"{parameter.path}: continuous parameter has no grid")
         axes.append([(parameter.target, v) for v in values])
-    points = [dict(combo) for combo in itertools.product(*axes)]
-    return points[: experiment.max_trial_count]
+    combos = itertools.islice(itertools.product(*axes), experiment.max_trial_count)
+    return [dict(combo) for combo in combos]
 
 
 def build_search(

@@ -39,6 +39,26 @@ DISTRIBUTIONS = ("uniform", "logUniform")
 METRIC_STRATEGIES = ("min", "max", "latest")
 DEFAULT_PARALLEL_TRIAL_COUNT = 3  # Katib's default
 MEDIANSTOP_DEFAULTS = {"min_trials_required": 3, "start_step": 4}  # Katib's defaults
+DEFAULT_MAX_GRID_POINTS = 100_000
+"""Default bound on a grid's size and on the values of any one enumerated parameter."""
+MAX_GRID_ENV = "CNAI_TUNE_MAX_GRID_POINTS"
+"""Environment variable overriding :data:`DEFAULT_MAX_GRID_POINTS`."""
+
+
+def max_grid_points(environ: Mapping[str, str] | None = None) -> int:
+    """The bound set by ``CNAI_TUNE_MAX_GRID_POINTS`` (an integer >= 1)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_GRID_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_GRID_POINTS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"{MAX_GRID_ENV} {raw!r}: must be an integer >= 1")
+    return value
+
 
 PyType = type
 """Alias of ``type`` usable where a dataclass field is itself named ``type``."""
@@ -138,18 +158,40 @@ class Parameter:
         """Field path of this parameter in the spec."""
         return f"spec.parameters[{self.index}]"
 
-    def grid(self) -> tuple[Any, ...] | None:
-        """Every allowed value when the space is finite, else None (continuous double)."""
+    def count(self) -> int | None:
+        """Number of allowed values, computed without listing them; None when continuous."""
         if self.values:
-            return self.values
+            return len(self.values)
         assert self.min is not None and self.max is not None
         if self.type == "int":
             step = int(self.step or 1)
-            return tuple(self.convert(v) for v in range(int(self.min), int(self.max) + 1, step))
+            return (int(self.max) - int(self.min)) // step + 1
         if self.step is None:
             return None
-        count = math.floor((self.max - self.min) / self.step + 1e-9) + 1
-        return tuple(self.convert(round(self.min + k * self.step, 12)) for k in range(count))
+        return math.floor((self.max - self.min) / self.step + 1e-9) + 1
+
+    def value_at(self, k: int) -> Any:
+        """The ``k``-th allowed value (0-based) of a finite space."""
+        if self.values:
+            return self.values[k]
+        assert self.min is not None
+        if self.type == "int":
+            return self.convert(int(self.min) + k * int(self.step or 1))
+        assert self.step is not None
+        return self.convert(round(self.min + k * self.step, 12))
+
+    def grid(self) -> tuple[Any, ...] | None:
+        """Every allowed value when the space is finite, else None (continuous double).
+
+        The parser refuses spaces that would list more than ``CNAI_TUNE_MAX_GRID_POINTS``
+        values, so the tuple stays bounded.
+        """
+        if self.values:
+            return self.values
+        count = self.count()
+        if count is None:
+            return None
+        return tuple(self.value_at(k) for k in range(count))
 
     def convert(self, value: Any) -> Any:
         """``value`` as the hyperparameter's Python type."""
@@ -236,13 +278,13 @@ class Experiment:
         return {p.name: p.target for p in self.parameters}
 
     def grid_size(self) -> int | None:
-        """Number of grid points, or None when a dimension is continuous."""
+        """Number of grid points (computed, not listed), or None when a dimension is continuous."""
         total = 1
         for parameter in self.parameters:
-            values = parameter.grid()
-            if values is None:
+            count = parameter.count()
+            if count is None:
                 return None
-            total *= len(values)
+            total *= count
         return total
 
 
@@ -319,13 +361,19 @@ def load_experiment(
 
 
 def parse_experiment(
-    data: Any, hyperparameters: Mapping[str, type], source: str = "<experiment>"
+    data: Any,
+    hyperparameters: Mapping[str, type],
+    source: str = "<experiment>",
+    max_grid: int | None = None,
 ) -> Experiment:
     """Validate a Katib Experiment mapping against the supported subset.
 
     ``hyperparameters`` maps each train step hyperparameter name to its Python type
     (:data:`steps.train.HYPERPARAMETERS`); every search parameter must set one.
+    ``max_grid`` bounds the grid size and the values of any parameter cnai lists
+    (default: ``CNAI_TUNE_MAX_GRID_POINTS``, else :data:`DEFAULT_MAX_GRID_POINTS`).
     """
+    limit = max_grid_points() if max_grid is None else max_grid
     f = _Fields(source)
     top = f.mapping(data, "", _TOP_KEYS)
     if top.get("apiVersion") != API_VERSION:
@@ -361,13 +409,7 @@ def parse_experiment(
         if parallel is None
         else f.integer(parallel, "spec.parallelTrialCount", 1)
     )
-    grid_size = None
-    if algorithm.name == "grid":
-        grid_size = 1
-        for parameter in parameters:
-            values = parameter.grid()
-            assert values is not None  # checked in _parameters
-            grid_size *= len(values)
+    grid_size = _check_sizes(f, parameters, algorithm, limit)
     max_trials_raw = spec.get("maxTrialCount")
     if max_trials_raw is None:
         if grid_size is None:
@@ -409,6 +451,49 @@ def parse_experiment(
         source=source,
         raw=dict(top),
     )
+
+
+def _enumerated(parameter: Parameter, algorithm: Algorithm) -> bool:
+    """True when cnai would list a range's values (grid, or a stepped range Ray samples)."""
+    if algorithm.name == "grid":
+        return True
+    if parameter.values or algorithm.name != "random":
+        return False  # a list is already in memory; Optuna samples stepped ranges itself
+    if parameter.type == "int":
+        return int(parameter.step or 1) != 1
+    return parameter.step is not None
+
+
+def _check_sizes(
+    f: _Fields, parameters: tuple[Parameter, ...], algorithm: Algorithm, limit: int
+) -> int | None:
+    """The grid size (grid algorithm only); UsageError over ``limit`` naming the field."""
+    hint = f"the limit of {limit:,} (set by {MAX_GRID_ENV})"
+    for parameter in parameters:
+        count = parameter.count()
+        if count is not None and count > limit and _enumerated(parameter, algorithm):
+            raise f.fail(
+                f"{parameter.path}.feasibleSpace",
+                f"holds {count:,} values, more than {hint} cnai lists; "
+                "narrow min/max or widen step",
+            )
+    if algorithm.name != "grid":
+        return None
+    size = 1
+    for parameter in parameters:
+        count = parameter.count()
+        assert count is not None  # checked in _parameters
+        size *= count
+        if size > limit:
+            total = 1
+            for p in parameters:
+                total *= p.count() or 1
+            raise f.fail(
+                "spec.parameters",
+                f"the grid has {total:,} points, more than {hint}; "
+                "use fewer values or algorithm random",
+            )
+    return size
 
 
 def _objective(f: _Fields, raw: Any) -> Objective:
@@ -643,11 +728,13 @@ def _parameter(
     if not items:
         raise f.fail(f"{space_path}.list", "must hold at least one value")
     values: list[Any] = []
+    seen: set[Any] = set()  # converted values are hashable scalars: linear-time check
     for j, item in enumerate(items):
         item_path = f"{space_path}.list[{j}]"
         value = _convert_listed(f, str(kind), item, target, target_type, item_path)
-        if value in values:
+        if value in seen:
             raise f.fail(item_path, f"{item!r} is listed twice")
+        seen.add(value)
         values.append(value)
     return Parameter(name, str(kind), target, target_type, i, values=tuple(values))
 
