@@ -38,7 +38,9 @@ PRE_RUNNING_DEADLINE_SECONDS = 30 * 60
 image not pullable) is Failed by KubeRay (reason PreRunningDeadlineExceeded)."""
 RAYJOB_SUCCESS = "status.jobDeploymentStatus == Complete, status.jobStatus == SUCCEEDED"
 """Argo successCondition of the RayJob steps (ALL requirements must hold)."""
-RAYJOB_FAILURE = "status.jobDeploymentStatus in (Failed, ValidationFailed), status.jobStatus == STOPPED"
+RAYJOB_FAILURE = (
+    "status.jobDeploymentStatus in (Failed, ValidationFailed), status.jobStatus == STOPPED"
+)
 """Argo failureCondition of the RayJob steps (ANY requirement fails the step; Argo v4.1.2
 workflow/executor/resource.go lines 282-289). KubeRay v1.7.0 (rayjob_controller.go) marks
 infrastructure failures (SubmissionFailed, DeadlineExceeded, PreRunningDeadlineExceeded,

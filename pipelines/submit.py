@@ -43,6 +43,8 @@ def helm_managed(template: Any) -> bool:
     """True for a WorkflowTemplate the cnai-pipeline chart (Helm) installed."""
     labels = (template.metadata.labels or {}) if template.metadata else {}
     return bool(labels.get(HELM_MANAGED[0]) == HELM_MANAGED[1])
+
+
 DEFAULT_NAMESPACE = "cnai"
 
 

@@ -96,7 +96,9 @@ def plan_keys(
     return work, work_key("tune", data_version, git_sha, code, fingerprint, table)
 
 
-def train_key(data_version: str, git_sha: str, params: dict[str, Any], workers: str, table: str) -> str:
+def train_key(
+    data_version: str, git_sha: str, params: dict[str, Any], workers: str, table: str
+) -> str:
     """The train step's memoization/result key; includes :func:`code_version`."""
     return work_key("train", data_version, git_sha, code_version(), params, workers, table)
 

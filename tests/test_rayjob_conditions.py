@@ -43,7 +43,9 @@ def rayjob_templates() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("outcome", list(LocalOutcome))
 def test_every_terminal_rayjob_state_ends_the_step(step: str, outcome: LocalOutcome) -> None:
     template = rayjob_templates()[step]
-    manifest = yaml.safe_load(template["resource"]["manifest"].replace("{{", "x").replace("}}", "x"))
+    manifest = yaml.safe_load(
+        template["resource"]["manifest"].replace("{{", "x").replace("}}", "x")
+    )
     obj = {**manifest, "status": {**kuberay_status(outcome, "why"), "jobId": "j"}}
     attempt = ResourceExecutor._conclude(template, template["resource"], obj, step)
     if outcome is LocalOutcome.SUCCEEDED:
@@ -74,9 +76,9 @@ def test_a_local_submission_failure_fails_the_step_by_its_failure_condition(
     def no_ray() -> dict[str, str]:
         raise CnaiError("ray did not start")
 
-    scope = {
-        f"inputs.parameters.{p['name']}": "v1" for p in template["inputs"]["parameters"]
-    } | {"workflow.name": "wf"}
+    scope = {f"inputs.parameters.{p['name']}": "v1" for p in template["inputs"]["parameters"]} | {
+        "workflow.name": "wf"
+    }
     ctx = TaskContext(
         node_id="n",
         template=template,
