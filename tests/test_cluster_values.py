@@ -57,7 +57,9 @@ def literal(value: Any) -> Any:
 def test_argo_workflows_crds_come_from_the_chart_not_a_download() -> None:
     """argoproj/argo-helm charts/argo-workflows/values.yaml (chart 1.0.18) lines 16-18:
     ``crds.full: true`` by default installs the CRDs with a pre-install Job that
-    downloads them from GitHub (crdBaseURL, line 29-30); the minimal CRDs ship in the chart."""
+    downloads them from GitHub (crdBaseURL, lines 29-30; templates/crds-install-job.yaml
+    line 1); with ``full: false`` templates/crds.yaml lines 1-2 render the minimal CRDs
+    from the chart's own files/crds/minimal."""
     crds = platform_locals()["argo_workflows_values"]["crds"]
     assert crds == {"install": True, "keep": True, "full": False}
 
