@@ -34,6 +34,20 @@ MEMO_MAX_AGE = "720h"
 TUNE_DEADLINE_SECONDS = 4 * 3600
 TRAIN_DEADLINE_SECONDS = 4 * 3600
 WORKFLOW_DEADLINE_SECONDS = 12 * 3600
+PRE_RUNNING_DEADLINE_SECONDS = 30 * 60
+"""A RayJob whose Ray job is not running 30 min after it was created (pods unschedulable,
+image not pullable) is Failed by KubeRay (reason PreRunningDeadlineExceeded)."""
+RAYJOB_SUCCESS = "status.jobDeploymentStatus == Complete, status.jobStatus == SUCCEEDED"
+"""Argo successCondition of the RayJob steps (ALL requirements must hold)."""
+RAYJOB_FAILURE = (
+    "status.jobDeploymentStatus in (Failed, ValidationFailed), status.jobStatus == STOPPED"
+)
+"""Argo failureCondition of the RayJob steps (ANY requirement fails the step; Argo v4.1.2
+workflow/executor/resource.go lines 282-289). KubeRay v1.7.0 (rayjob_controller.go) marks
+infrastructure failures (SubmissionFailed, DeadlineExceeded, PreRunningDeadlineExceeded,
+JobStatusCheckTimeoutExceeded) on ``jobDeploymentStatus`` while ``jobStatus`` stays
+empty/PENDING/RUNNING, and a STOPPED Ray job ends as a *Complete* deployment: a stopped
+job produced no model, so it fails the step (see docs/pipeline.md)."""
 RAY_VERSION = "2.60.0"
 RUN_AS = 1000
 
@@ -182,6 +196,7 @@ def rayjob_manifest(step: str, entrypoint: str, image: str, workers: str, deadli
         "spec": {
             "entrypoint": entrypoint,
             "activeDeadlineSeconds": deadline,
+            "preRunningDeadlineSeconds": PRE_RUNNING_DEADLINE_SECONDS,
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 600,
             "submissionMode": "K8sJobMode",
@@ -303,8 +318,8 @@ def build(image: str | None = None, tag: str | None = None) -> Any:
             action="create",
             set_owner_reference=True,
             manifest=rayjob_manifest("tune", tune_entry, full_image, "2", TUNE_DEADLINE_SECONDS),
-            success_condition="status.jobStatus == SUCCEEDED",
-            failure_condition="status.jobStatus in (FAILED, STOPPED)",
+            success_condition=RAYJOB_SUCCESS,
+            failure_condition=RAYJOB_FAILURE,
             active_deadline_seconds=TUNE_DEADLINE_SECONDS,
             retry_strategy=ray_retry,
             memoize=m.Memoize(
@@ -336,8 +351,8 @@ def build(image: str | None = None, tag: str | None = None) -> Any:
                 "{{inputs.parameters.workers}}",
                 TRAIN_DEADLINE_SECONDS,
             ),
-            success_condition="status.jobStatus == SUCCEEDED",
-            failure_condition="status.jobStatus in (FAILED, STOPPED)",
+            success_condition=RAYJOB_SUCCESS,
+            failure_condition=RAYJOB_FAILURE,
             active_deadline_seconds=TRAIN_DEADLINE_SECONDS,
             retry_strategy=ray_retry,
             memoize=m.Memoize(

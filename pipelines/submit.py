@@ -3,6 +3,16 @@
 Uses Hera's ``WorkflowsService`` (the Argo server's REST API): GET the template;
 PUT it (with the server's ``resourceVersion``) when it exists, else POST it; then
 POST ``/api/v1/workflows/{ns}/submit`` with ``resourceKind: WorkflowTemplate``.
+
+A template installed by the cnai-pipeline Helm chart (label
+``app.kubernetes.io/managed-by: Helm``) is never overwritten: Helm owns it (its
+image is the chart's ``image.repository:tag``), the run is submitted from it as it
+is and the answer says ``kept``. Change such a template with ``tofu apply``.
+
+The server URL: ``--argo-server`` or ``$ARGO_SERVER``; without a scheme (the argo
+CLI's ``host:port`` form) ``$ARGO_SECURE`` decides (``false``: http, else https,
+as the argo CLI does); with nothing given, ``http://localhost:2746``: the platform
+installs the Argo server with ``secure: false`` and kind publishes it there.
 """
 
 from __future__ import annotations
@@ -13,7 +23,28 @@ import yaml
 
 from cnai.errors import CnaiError, UsageError
 
-DEFAULT_SERVER = "https://localhost:2746"
+DEFAULT_SERVER = "http://localhost:2746"
+HELM_MANAGED = ("app.kubernetes.io/managed-by", "Helm")
+"""The label Helm sets on every object it installs."""
+
+
+def resolve_server(given: str | None, argo_server: str | None, argo_secure: str | None) -> str:
+    """The Argo server URL from ``--argo-server``, ``$ARGO_SERVER`` and ``$ARGO_SECURE``."""
+    server = given or argo_server or DEFAULT_SERVER
+    if "://" in server:
+        return server
+    secure = (argo_secure or "true").strip().lower()
+    if secure not in ("true", "false", "1", "0"):
+        raise UsageError(f"ARGO_SECURE={argo_secure!r}: must be true or false")
+    return f"{'https' if secure in ('true', '1') else 'http'}://{server}"
+
+
+def helm_managed(template: Any) -> bool:
+    """True for a WorkflowTemplate the cnai-pipeline chart (Helm) installed."""
+    labels = (template.metadata.labels or {}) if template.metadata else {}
+    return bool(labels.get(HELM_MANAGED[0]) == HELM_MANAGED[1])
+
+
 DEFAULT_NAMESPACE = "cnai"
 
 
@@ -57,6 +88,8 @@ def submit(
                 m.WorkflowTemplateCreateRequest(namespace=namespace, template=template)
             )
             action = "created"
+        elif helm_managed(existing):
+            action = "kept (managed by Helm)"
         else:
             template.metadata.resource_version = existing.metadata.resource_version
             service.update_workflow_template(

@@ -7,7 +7,10 @@ heavy steps (tune, train) are RayJobs; the ``collect_*`` tasks read the summary
 their entrypoint stored under the task's key and expose it as outputs.
 
 Work avoidance: ``ingest_and_plan`` ingests, then derives the *work key* (hash of
-data_version, git sha, experiment and training parameters). When the key equals
+data_version, git sha, the code version, experiment and training parameters).
+The code version (:func:`code_version`) is a digest of the code the image runs,
+so a changed image never reuses a memoized tune/train result or skips training,
+also for runs without a git sha (data, nightly and manual runs). When the key equals
 the one recorded on the table by the last successful registration, nothing
 changed and ``needed`` is false, so every later task is skipped by its ``when``.
 Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``).
@@ -18,10 +21,12 @@ the termination message (``exits_on_bad_input``); the retry strategies never ret
 No ``from __future__ import annotations`` here: Hera reads the real annotations.
 """
 
+import functools
 import hashlib
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,59 @@ def work_key(prefix: str, *parts: Any) -> str:
     """``prefix-<24 hex>``: a stable hash of ``parts`` in Argo's cache key format."""
     text = json.dumps([str(p) if not isinstance(p, dict) else p for p in parts], sort_keys=True)
     return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_PACKAGES = ("cnai", "steps", "pipelines")
+"""The folders whose code decides what a run computes (the image copies all three)."""
+
+
+def code_digest(root: Path, packages: Iterable[str] = CODE_PACKAGES) -> str:
+    """sha256 over the relative path and bytes of every .py/.yaml file under ``packages``."""
+    digest = hashlib.sha256()
+    for package in packages:
+        files = sorted(
+            f
+            for f in (root / package).rglob("*")
+            if f.suffix in (".py", ".yaml") and f.is_file() and "__pycache__" not in f.parts
+        )
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """``<cnai version>+<code digest>`` of the code this process runs (cached)."""
+    from cnai import __version__
+
+    return f"{__version__}+{code_digest(CODE_ROOT)[:16]}"
+
+
+def plan_keys(
+    data_version: str,
+    git_sha: str,
+    experiment: str,
+    workers: str,
+    epochs: str,
+    model_name: str,
+    table: str,
+) -> tuple[str, str]:
+    """``(work key, tune key)`` of a run; both include :func:`code_version`."""
+    code = code_version()
+    fingerprint = experiment_fingerprint(experiment)
+    work = work_key(
+        "work", data_version, git_sha, code, fingerprint, workers, epochs, model_name, table
+    )
+    return work, work_key("tune", data_version, git_sha, code, fingerprint, table)
+
+
+def train_key(
+    data_version: str, git_sha: str, params: dict[str, Any], workers: str, table: str
+) -> str:
+    """The train step's memoization/result key; includes :func:`code_version`."""
+    return work_key("train", data_version, git_sha, code_version(), params, workers, table)
 
 
 def experiment_fingerprint(experiment: str) -> str:
@@ -141,15 +199,8 @@ def ingest_and_plan(
     settings = load_settings()
     summary = ingest(source or None, settings=settings)
     table = load_table(settings, summary["table"])
-    key = work_key(
-        "work",
-        summary["data_version"],
-        git_sha,
-        experiment_fingerprint(experiment),
-        workers,
-        epochs,
-        model_name,
-        summary["table"],
+    key, tune_key = plan_keys(
+        summary["data_version"], git_sha, experiment, workers, epochs, model_name, summary["table"]
     )
     recorded = table.properties.get(TRAINED_KEY_PROPERTY)
     needed = recorded != key
@@ -166,13 +217,7 @@ def ingest_and_plan(
         rows_added=int(summary["rows_added"]),
         needed=needed,
         work_key=key,
-        tune_key=work_key(
-            "tune",
-            summary["data_version"],
-            git_sha,
-            experiment_fingerprint(experiment),
-            summary["table"],
-        ),
+        tune_key=tune_key,
         git_sha=git_sha,
         git_branch=git_branch,
         trigger=trigger,
@@ -224,7 +269,7 @@ def collect_tune(
         best_objective=float(result.get("best_objective") or 0.0),
         objective_metric=str(result.get("objective_metric", "")),
         parent_run_id=str(result.get("parent_run_id", "")),
-        train_key=work_key("train", data_version, git_sha, params, workers, table),
+        train_key=train_key(data_version, git_sha, params, workers, table),
     )
 
 

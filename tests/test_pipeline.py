@@ -95,12 +95,15 @@ def test_dag_and_work_avoidance(spec: dict[str, Any]) -> None:
 
 
 def test_heavy_steps_are_rayjobs_running_the_step_code(spec: dict[str, Any]) -> None:
+    from pipelines.retrain import RAYJOB_FAILURE, RAYJOB_SUCCESS
+
     templates = _templates(spec)
     for name in ("tune", "train"):
         resource = templates[name]["resource"]
         assert resource["action"] == "create"
-        assert resource["successCondition"] == "status.jobStatus == SUCCEEDED"
-        assert resource["failureCondition"] == "status.jobStatus in (FAILED, STOPPED)"
+        # Why these: tests/test_rayjob_conditions.py (KubeRay v1.7.0 terminal states).
+        assert resource["successCondition"] == RAYJOB_SUCCESS
+        assert resource["failureCondition"] == RAYJOB_FAILURE
         assert templates[name]["activeDeadlineSeconds"] > 0
         manifest = yaml.safe_load(
             resource["manifest"].replace("{{inputs.parameters.workers}}", "2")

@@ -183,3 +183,50 @@ def test_submit_reports_an_unreachable_server(tmp_home: Path) -> None:
     result = run_cli(["submit", "--argo-server", "http://127.0.0.1:9"], tmp_home)
     assert result.returncode == 1
     assert "cannot reach" in result.stderr
+
+
+def test_submit_keeps_a_helm_managed_template(tmp_home: Path, exchanges: dict[str, Any]) -> None:
+    """The chart's cnai-retrain (label managed-by: Helm, image image.repository:tag) is
+    never overwritten with the compiled default image: the run is submitted from it."""
+    get, _put, post = exchanges["update"]
+    get = json.loads(json.dumps(get))
+    get["response"]["json"]["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
+    with Replay([get, post]) as server:
+        result = run_cli(
+            ["--json", "submit", "--argo-server", server.url, "--namespace", "cnai"],
+            tmp_home,
+            env={"ARGO_TOKEN": "Bearer test-token"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert server.problems == [] and server.exchanges == []
+    assert [s["method"] for s in server.seen] == ["GET", "POST"]
+    assert result.json()["template"]["action"] == "kept (managed by Helm)"
+
+
+def test_submit_honours_argo_secure_false_for_a_host_port_server(
+    tmp_home: Path, exchanges: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform's Argo server speaks plain HTTP (`secure: false`); like the argo CLI,
+    ARGO_SERVER=host:port with ARGO_SECURE=false means http://host:port."""
+    with Replay(exchanges["update"]) as server:
+        monkeypatch.setenv("ARGO_SERVER", server.url.removeprefix("http://"))
+        monkeypatch.setenv("ARGO_SECURE", "false")
+        result = run_cli(
+            ["--json", "submit", "--namespace", "cnai"],
+            tmp_home,
+            env={"ARGO_TOKEN": "Bearer test-token"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.json()["server"] == server.url
+
+
+def test_submit_server_defaults_follow_the_platform_and_the_argo_cli() -> None:
+    from cnai.errors import UsageError
+    from pipelines.submit import resolve_server
+
+    assert resolve_server(None, None, None) == "http://localhost:2746"
+    assert resolve_server(None, "argo:2746", None) == "https://argo:2746"
+    assert resolve_server(None, "argo:2746", "false") == "http://argo:2746"
+    assert resolve_server("https://a:1", "argo:2746", "false") == "https://a:1"
+    with pytest.raises(UsageError, match="ARGO_SECURE"):
+        resolve_server(None, "argo:2746", "maybe")

@@ -43,6 +43,7 @@ from cnai.engine.badinput import (
     read_termination_message,
 )
 from cnai.engine.expr import condition_matches, json_path, substitute, substitute_all
+from cnai.engine.rayjob_status import LocalOutcome, kuberay_status
 from cnai.engine.spec import check_resource, rayjob_head_env
 from cnai.engine.zygote import Zygote
 from cnai.errors import CnaiError, UsageError
@@ -258,10 +259,25 @@ class ResourceExecutor:
             job_deadline = time.time() + seconds
             deadline = job_deadline if deadline is None else min(deadline, job_deadline)
         ctx.sandbox.mkdir(parents=True, exist_ok=True)
+        job_id = f"local-{uuid.uuid4().hex[:12]}"
+        outcome, message = self._execute(ctx, manifest, argv, deadline, job_id)
+        status = {**kuberay_status(outcome, message), "jobId": job_id}
+        obj = {**manifest, "status": status}
+        return self._conclude(tmpl, resource, obj, where)
+
+    def _execute(
+        self,
+        ctx: TaskContext,
+        manifest: dict[str, Any],
+        argv: list[str],
+        deadline: float | None,
+        job_id: str,
+    ) -> tuple[LocalOutcome, str]:
+        """Run the entrypoint; how it ended, in KubeRay's terms, and why."""
         try:
             ray_env = ctx.ray_env()
         except CnaiError as exc:
-            return Attempt("Error", f"cannot start the local Ray runtime: {exc}")
+            return LocalOutcome.SUBMISSION_FAILED, f"cannot start the local Ray runtime: {exc}"
         termination = _termination_log(ctx.sandbox)
         env = {
             **ctx.env,
@@ -270,7 +286,6 @@ class ResourceExecutor:
             "CNAI_ENGINE_PID": str(os.getpid()),
             TERMINATION_LOG_ENV: str(termination),
         }
-        job_id = f"local-{uuid.uuid4().hex[:12]}"
         try:
             with open(ctx.log, "ab") as log:
                 log.write(f"RayJob {job_id}: {shlex.join(argv)}\n".encode())
@@ -286,22 +301,38 @@ class ResourceExecutor:
                     pass_fds=ctx.keep_fds,
                 )
         except OSError as exc:
-            return Attempt("Error", f"cannot start {argv[0]}: {exc}")
+            return LocalOutcome.SUBMISSION_FAILED, f"cannot start {argv[0]}: {exc}"
         ctx.on_start(proc.pid)
         wait_ctx = TaskContext(**{**ctx.__dict__, "deadline": deadline})
         code, reason = _wait(proc, wait_ctx)
         if code == 0:
-            status = {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
-        else:
-            status = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}
-            if reason:
-                status["reason"] = "DeadlineExceeded"
-        told = read_termination_message(termination) if code else ""
-        exited = f"entrypoint exit code {code}" + (f": {told}" if told else "")
-        status.update({"jobId": job_id, "message": reason or exited})
-        obj = {**manifest, "status": status}
+            return LocalOutcome.SUCCEEDED, "entrypoint exit code 0"
+        if code is not None:
+            told = read_termination_message(termination)
+            return LocalOutcome.APP_FAILED, f"entrypoint exit code {code}" + (
+                f": {told}" if told else ""
+            )
+        if ctx.cancelled.is_set():
+            return LocalOutcome.STOPPED, reason
+        return LocalOutcome.DEADLINE_EXCEEDED, reason
+
+    @staticmethod
+    def _conclude(
+        tmpl: dict[str, Any], resource: dict[str, Any], obj: dict[str, Any], where: str
+    ) -> Attempt:
+        """Argo's verdict on the terminal RayJob ``obj``, then the template's outputs.
+
+        As Argo v4.1.2's executor does (workflow/executor/resource.go lines 279-305):
+        the step fails when ANY requirement of ``failureCondition`` holds, and succeeds
+        when ALL of ``successCondition`` hold. When neither holds, Argo keeps polling
+        the (terminal) RayJob until the step's deadline: that is reported as a failure
+        naming the hang instead of waiting for it.
+        """
+        status = obj["status"]
         failure, success = resource.get("failureCondition"), resource.get("successCondition")
-        if failure and condition_matches(failure, obj, f"{where}.failureCondition"):
+        if failure and condition_matches(
+            failure, obj, f"{where}.failureCondition", any_requirement=True
+        ):
             return Attempt(
                 "Failed",
                 f"failure condition {failure!r} matched ({status['message']})",
@@ -310,10 +341,12 @@ class ResourceExecutor:
         if success and not condition_matches(success, obj, f"{where}.successCondition"):
             return Attempt(
                 "Failed",
-                f"the job ended without meeting {success!r} ({status['message']})",
+                f"neither {success!r} nor failure condition {failure!r} matches the terminal "
+                f"RayJob status {status['jobStatus']!r}/{status['jobDeploymentStatus']!r} "
+                f"({status['message']}): in a cluster this step would wait until its deadline",
                 exit_code=1,
             )
-        if not success and code != 0:
+        if not success and status["jobDeploymentStatus"] != "Complete":
             return Attempt("Failed", status["message"], exit_code=1)
         parameters: dict[str, str] = {}
         for output in (tmpl.get("outputs") or {}).get("parameters") or []:

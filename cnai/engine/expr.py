@@ -348,9 +348,19 @@ def lookup_path(obj: Any, path: str) -> Any:
     return current
 
 
-def condition_matches(text: str, obj: Mapping[str, Any], where: str) -> bool:
-    """True when every requirement of a success/failure condition holds for ``obj``."""
-    for requirement in _split_requirements(text):
+def condition_matches(
+    text: str, obj: Mapping[str, Any], where: str, any_requirement: bool = False
+) -> bool:
+    """True when every requirement of a success/failure condition holds for ``obj``.
+
+    With ``any_requirement`` (how Argo evaluates a ``failureCondition``: each
+    requirement on its own, workflow/executor/resource.go lines 282-289 at v4.1.2),
+    True when at least one holds.
+    """
+    requirements = _split_requirements(text)
+    if any_requirement:
+        return any(condition_matches(r, obj, where) for r in requirements)
+    for requirement in requirements:
         match = _REQUIREMENT.match(requirement)
         if match is None:
             raise UsageError(f"{where}: cannot parse condition requirement {requirement!r}")

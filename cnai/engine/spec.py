@@ -125,6 +125,7 @@ WORKFLOW_SPEC: dict[str, Any] = {
 RAYJOB_SPEC: dict[str, Any] = {
     "entrypoint": EXECUTED,
     "activeDeadlineSeconds": EXECUTED,
+    "preRunningDeadlineSeconds": CLUSTER_ONLY,
     "rayClusterSpec": CLUSTER_ONLY,
     "shutdownAfterJobFinishes": CLUSTER_ONLY,
     "ttlSecondsAfterFinished": CLUSTER_ONLY,

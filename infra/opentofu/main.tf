@@ -4,7 +4,8 @@
 locals {
   # NodePort of each endpoint and the localhost port kind publishes it on.
   node_ports = { argo = 32746, mlflow = 30500, github = 32000, data = 32001 }
-  host_ports = { argo = 2746, mlflow = 5000, github = 12000, data = 12001 }
+  # MLflow on 15000, not 5000: macOS's AirPlay receiver holds port 5000.
+  host_ports = { argo = 2746, mlflow = 15000, github = 12000, data = 12001 }
 
   webhook_host = var.public_domain == "" ? "" : "events.${var.public_domain}"
 }

@@ -18,8 +18,9 @@ locals {
       data   = "http://localhost:${local.host_ports.data}/data-updated"
     }
     ingress = {
-      argo   = "https://argo.${var.public_domain}"
-      mlflow = "https://mlflow.${var.public_domain}"
+      argo = "https://argo.${var.public_domain}"
+      # MLflow has no login: never on the public ingress (kubectl port-forward).
+      mlflow = module.platform.mlflow_internal_url
       github = "https://${local.webhook_host}/push"
       data   = "https://${local.webhook_host}/data-updated"
     }

@@ -177,7 +177,7 @@ variable "bucket_prefix" {
 # --- access ---
 
 variable "argo_server_auth_mode" {
-  description = "Argo Server auth mode: client (bearer token), sso, or server (no login: local clusters only)."
+  description = "Argo Server auth mode: client (bearer token), sso, or server (no login: local clusters only; refused with expose = ingress)."
   type        = string
   default     = "client"
 

@@ -20,11 +20,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="create/update the cnai-retrain WorkflowTemplate on Argo and submit a run",
         description="Compile the pipeline, create or update WorkflowTemplate cnai-retrain "
         "through the Argo server API (Hera's WorkflowsService) and submit a Workflow from "
-        "it. The token comes from ARGO_TOKEN ('Bearer ...' or the bare token).",
+        "it. The token comes from ARGO_TOKEN ('Bearer ...' or the bare token). A template the "
+        "cnai-pipeline Helm chart installed is kept as it is (Helm owns it).",
     )
     parser.add_argument(
         "--argo-server",
-        help="Argo server URL (default: $ARGO_SERVER or https://localhost:2746)",
+        help="Argo server URL (default: $ARGO_SERVER, http or https by $ARGO_SECURE when it "
+        "has no scheme, else http://localhost:2746, the platform's kind NodePort)",
     )
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE or cnai)")
     parser.add_argument("--image", help="pipeline image (default: the compiled default)")
@@ -41,13 +43,13 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from cnai.engine.runs import parse_parameters
     from pipelines.local import pipeline_options
     from pipelines.retrain import TEMPLATE_NAME, compile_manifests
-    from pipelines.submit import DEFAULT_NAMESPACE, DEFAULT_SERVER, submit
+    from pipelines.submit import DEFAULT_NAMESPACE, resolve_server, submit
 
     image, tag = pipeline_options(ctx.settings)
     manifests = compile_manifests(args.image or image, args.tag or tag)
-    server = args.argo_server or os.environ.get("ARGO_SERVER") or DEFAULT_SERVER
-    if "://" not in server:
-        server = f"https://{server}"  # the argo CLI's ARGO_SERVER is host:port
+    server = resolve_server(
+        args.argo_server, os.environ.get("ARGO_SERVER"), os.environ.get("ARGO_SECURE")
+    )
     with ctx.progress.status(f"submitting {TEMPLATE_NAME} to {server}"):
         return submit(
             manifests[f"{TEMPLATE_NAME}.yaml"],

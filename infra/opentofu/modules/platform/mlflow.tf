@@ -14,16 +14,8 @@ locals {
   ])
 }
 
-resource "helm_release" "mlflow" {
-  name       = "mlflow"
-  repository = "https://community-charts.github.io/helm-charts"
-  chart      = "mlflow"
-  version    = "1.11.4"
-  namespace  = kubernetes_namespace_v1.platform.metadata[0].name
-  wait       = true
-  timeout    = 900
-
-  values = [yamlencode({
+locals {
+  mlflow_values = {
     backendStore = {
       databaseMigration       = true
       databaseConnectionCheck = true
@@ -58,21 +50,35 @@ resource "helm_release" "mlflow" {
       MLFLOW_SERVER_ALLOWED_HOSTS = join(",", local.mlflow_allowed_hosts)
     }
     service = { type = "ClusterIP", port = 5000 }
-    ingress = {
-      enabled   = var.expose == "ingress"
-      className = var.ingress_class_name
-      hosts     = [{ host = local.mlflow_host, paths = [{ path = "/", pathType = "Prefix" }] }]
-    }
-    podSecurityContext = { runAsNonRoot = true, runAsUser = 1000, fsGroup = 1000 }
+    # MLflow's server has no login here: it is never put on an Ingress (reach
+    # it with kubectl port-forward, or the kind NodePort on 127.0.0.1).
+    ingress = { enabled = false }
+    # The chart's container securityContext sets runAsUser 1001 (values.yaml)
+    # and wins over the pod's: both say the same uid here.
+    podSecurityContext = { runAsNonRoot = true, runAsUser = 1001, runAsGroup = 1001, fsGroup = 1001 }
     securityContext = {
       allowPrivilegeEscalation = false
       capabilities             = { drop = ["ALL"] }
+      runAsNonRoot             = true
+      runAsUser                = 1001
     }
     resources = {
       requests = { cpu = "250m", memory = "512Mi" }
       limits   = { cpu = "1", memory = "2Gi" }
     }
-  })]
+  }
+}
+
+resource "helm_release" "mlflow" {
+  name       = "mlflow"
+  repository = "https://community-charts.github.io/helm-charts"
+  chart      = "mlflow"
+  version    = "1.11.4"
+  namespace  = kubernetes_namespace_v1.platform.metadata[0].name
+  wait       = true
+  timeout    = 900
+
+  values = [yamlencode(local.mlflow_values)]
 
   depends_on = [helm_release.postgres, helm_release.seaweedfs]
 }

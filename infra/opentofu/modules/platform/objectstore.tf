@@ -3,16 +3,8 @@
 # buckets created by the chart's post-install hook). object_store = external
 # skips it and uses an existing bucket service instead.
 
-resource "helm_release" "seaweedfs" {
-  count      = local.seaweedfs ? 1 : 0
-  name       = "seaweedfs"
-  repository = "https://seaweedfs.github.io/seaweedfs/helm"
-  chart      = "seaweedfs"
-  version    = "4.0.393"
-  namespace  = kubernetes_namespace_v1.platform.metadata[0].name
-  wait       = true
-
-  values = [yamlencode({
+locals {
+  seaweedfs_values = {
     fullnameOverride = "seaweedfs"
     master = {
       replicas = 1
@@ -38,15 +30,25 @@ resource "helm_release" "seaweedfs" {
         enabled              = true
         enableAuth           = true
         existingConfigSecret = local.secret_names.seaweedfs
+        # The post-install bucket hook reads filer.s3.createBuckets (chart
+        # 4.0.393 templates/post-install-bucket-hook.yaml), not s3.createBuckets.
+        createBuckets = [for bucket in values(local.buckets) : { name = bucket }]
       }
     }
-    s3 = {
-      enabled              = false
-      enableAuth           = true
-      existingConfigSecret = local.secret_names.seaweedfs
-      createBuckets        = [for bucket in values(local.buckets) : { name = bucket }]
-    }
-  })]
+    s3 = { enabled = false }
+  }
+}
+
+resource "helm_release" "seaweedfs" {
+  count      = local.seaweedfs ? 1 : 0
+  name       = "seaweedfs"
+  repository = "https://seaweedfs.github.io/seaweedfs/helm"
+  chart      = "seaweedfs"
+  version    = "4.0.393"
+  namespace  = kubernetes_namespace_v1.platform.metadata[0].name
+  wait       = true
+
+  values = [yamlencode(local.seaweedfs_values)]
 
   depends_on = [kubernetes_secret_v1.seaweedfs]
 }

@@ -21,11 +21,16 @@ moved from the default namespace (sourceNamespace) into the release's:
 {{- regexReplaceAll (printf "\\.%s\\.svc\\b" $from) $text (printf ".%s.svc" $to) -}}
 {{- end -}}
 
-{{/* The same, with the pipeline image pinned to the values' repository:tag. */}}
+{{/*
+The same, with the pipeline image set to the values' repository:tag. Every
+reference to the image `cnai compile` writes (sourceImageRepository, with any tag
+or digest) is rewritten, whatever image.repository is, so changing the repository
+or the tag always reaches every step, including the RayJob pod templates.
+*/}}
 {{- define "cnai-pipeline.withImage" -}}
 {{- $root := index . 0 -}}
 {{- $text := include "cnai-pipeline.inNamespace" . -}}
-{{- $repo := $root.Values.image.repository -}}
-{{- $pattern := printf "%s(:[A-Za-z0-9_.-]+|@sha256:[a-f0-9]+)?" (regexQuoteMeta $repo) -}}
-{{- regexReplaceAll $pattern $text (printf "%s:%s" $repo $root.Values.image.tag) -}}
+{{- $from := $root.Values.sourceImageRepository -}}
+{{- $pattern := printf "%s(:[A-Za-z0-9_.-]+|@sha256:[a-f0-9]+)?" (regexQuoteMeta $from) -}}
+{{- regexReplaceAll $pattern $text (printf "%s:%s" $root.Values.image.repository $root.Values.image.tag) -}}
 {{- end -}}
