@@ -212,3 +212,79 @@ def mlflow_server(mlflow_server_boot: MlflowServer) -> MlflowServer:
     """One real ``mlflow server`` on 127.0.0.1 for the session, healthy."""
     mlflow_server_boot.wait_healthy()
     return mlflow_server_boot
+
+
+# ---------------------------------------------------------------- PostgreSQL back end
+
+BACKENDS = ("sqlite", "postgres")
+"""Store back ends the store-sensitive tests run against."""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (cnai.platform.postgres), on a free
+    port of 127.0.0.1, as an unprivileged user when the tests run as root.
+
+    Skipped with the reason when the server binaries are absent; with
+    ``CNAI_REQUIRE_POSTGRES=1`` (CI) that is a failure instead.
+    """
+    import shutil
+    import tempfile
+
+    from cnai.platform.postgres import PostgresCluster, find_bin_dir, server_user
+    from cnai.platform.profile import INSTALL_HINT
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CNAI_REQUIRE_POSTGRES"):
+            pytest.fail(f"CNAI_REQUIRE_POSTGRES is set but: {INSTALL_HINT}")
+        pytest.skip(f"PostgreSQL variants skipped: {INSTALL_HINT}")
+    # Not under pytest's temp folder: that is closed (0700) to the server's user.
+    top = Path(tempfile.mkdtemp(prefix="cnai-test-pg-"))
+    top.chmod(0o711)
+    cluster = PostgresCluster(top / "cluster", bin_dir, top / "pgpass", server_user())
+    try:
+        cluster.init()
+        cluster.start(free_port())
+        cluster.wait_ready()
+        cluster.ensure_database("iceberg")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres``: the store back end of this test's variant."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres")
+    return str(request.param)
+
+
+def postgres_catalog_config(home: Path, cluster: Any) -> None:
+    """Write ``home/config.yaml`` pointing its Iceberg catalog at the session's PostgreSQL
+    (a catalog name of its own, so homes sharing the database never see each other)."""
+    import uuid
+
+    import yaml
+
+    config = {
+        "catalog": {
+            "name": f"t{uuid.uuid4().hex[:12]}",
+            "properties": {
+                "type": "sql",
+                "uri": cluster.uri("iceberg"),
+                "warehouse": (home / "iceberg" / "warehouse").as_uri(),
+            },
+        }
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def store_home(tmp_home: Path, backend: str, request: pytest.FixtureRequest) -> Path:
+    """A fresh home whose Iceberg catalog is on SQLite or on PostgreSQL (``backend``)."""
+    if backend == "postgres":
+        postgres_catalog_config(tmp_home, request.getfixturevalue("postgres"))
+    return tmp_home
