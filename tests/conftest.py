@@ -166,8 +166,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_mlflow_server(root: Path) -> MlflowServer:
-    """Start ``mlflow server`` (1 worker, no job runner) under ``root``; does not wait."""
+def start_mlflow_server(root: Path, backend_uri: str | None = None) -> MlflowServer:
+    """Start ``mlflow server`` (1 worker, no job runner) under ``root``; does not wait.
+
+    ``backend_uri``: its backend store (default: a SQLite file under ``root``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "MLFLOW_"))}
@@ -178,7 +181,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
                 str(Path(sys.executable).with_name("mlflow")),
                 "server",
                 "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
+                backend_uri or f"sqlite:///{root / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(root / "artifacts"),
                 "--default-artifact-root",
@@ -288,3 +291,23 @@ def store_home(tmp_home: Path, backend: str, request: pytest.FixtureRequest) -> 
     if backend == "postgres":
         postgres_catalog_config(tmp_home, request.getfixturevalue("postgres"))
     return tmp_home
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server_boot(
+    postgres: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """The session's ``mlflow server`` on PostgreSQL (database ``mlflow_tests``), as in the
+    cluster; started but maybe not ready yet (``mlflow_pg_server`` waits for it)."""
+    postgres.ensure_database("mlflow_tests")
+    root = tmp_path_factory.mktemp("mlflow-pg-server")
+    server = start_mlflow_server(root, postgres.uri("mlflow_tests"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server(mlflow_pg_server_boot: MlflowServer) -> MlflowServer:
+    """One real ``mlflow server`` backed by PostgreSQL for the session, healthy."""
+    mlflow_pg_server_boot.wait_healthy()
+    return mlflow_pg_server_boot
