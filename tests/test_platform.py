@@ -15,7 +15,6 @@ where the PostgreSQL server binaries are absent.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,10 +26,8 @@ from typing import Any
 import pytest
 
 from cnai.config import load_settings
-from cnai.errors import CnaiError
 from cnai.platform.postgres import find_bin_dir
 from cnai.platform.profile import INSTALL_HINT, cluster_for, read_state
-from cnai.progress import Progress
 from tests.conftest import REPO, run_cli
 from tests.test_ingest import digits_batch, write_parquet
 from tests.test_pipeline import TINY_EXPERIMENT
@@ -120,7 +117,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Iter
     env = {"RAY_ADDRESS": ray_address}
     up = run_cli(["--json", "platform", "up"], home, env)
     assert up.returncode == 0, up.stderr[-3000:]
-    args = ["-p", "workers=1", "-p", f"experiment={experiment}", "-p", "epochs=1"]
+    args = ["-p", "workers=1", "-p", f"experiment={experiment}", "-p", "epochs=1",
+            "-p", "git_sha=platform-e2e"]  # fmt: skip
     try:
         first = run_cli(["--json", "run", *args, "--run-id", "platform-first"], home, env)
         assert first.returncode == 0, first.stderr[-3000:]
@@ -214,33 +212,55 @@ def test_postgres_restarted_while_an_ingest_commits(platform: Platform, tmp_path
     assert restarts >= 1 or proc.returncode == 0
 
 
+# Registers a run in a process of its own whose create_model_version SIGKILLs the MLflow
+# server's process group right after the version exists, before the step tags it.
+KILL_SCRIPT = """
+import os, signal, sys
+from mlflow import MlflowClient
+from cnai.progress import Progress
+from steps.register import register
+
+run_id, model, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+original = MlflowClient.create_model_version
+
+def create_then_kill(self, *args, **kwargs):
+    version = original(self, *args, **kwargs)
+    os.killpg(pid, signal.SIGKILL)
+    print("killed", flush=True)
+    return version
+
+MlflowClient.create_model_version = create_then_kill
+try:
+    register(run_id, model, progress=Progress(quiet=True))
+except Exception as exc:
+    print(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
+    sys.exit(1)
+"""
+
+
 def test_mlflow_server_killed_between_creating_a_version_and_tagging_it(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform,
 ) -> None:
-    from mlflow import MlflowClient
-
-    from steps.register import register
-
     run_id = platform.champion_run_id()
     model = "fault-server-killed"
     pid = int(read_state(platform.home)["mlflow_pid"])
-    original = MlflowClient.create_model_version
-    killed: list[int] = []
-
-    def create_then_kill(self: Any, *args: Any, **kwargs: Any) -> Any:
-        version = original(self, *args, **kwargs)
-        os.killpg(pid, signal.SIGKILL)  # the server dies before the step tags the version
-        killed.append(pid)
-        return version
-
-    monkeypatch.setattr(MlflowClient, "create_model_version", create_then_kill)
-    monkeypatch.setenv("CNAI_MLFLOW_RETRIES", "2")
-    monkeypatch.setenv("CNAI_MLFLOW_RETRY_DELAY", "0.1")
-    settings = load_settings(platform.home, environ={})
-    with pytest.raises(CnaiError, match="MLflow"):
-        register(run_id, model, settings=settings, progress=Progress(quiet=True))
-    assert killed == [pid]
-    monkeypatch.setattr(MlflowClient, "create_model_version", original)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "MLFLOW_"))}
+    env |= platform.env | {
+        "CNAI_HOME": str(platform.home),
+        "CNAI_MLFLOW_RETRIES": "2",
+        "CNAI_MLFLOW_RETRY_DELAY": "0.1",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, run_id, model, str(pid)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == 1, killed.stdout + killed.stderr[-2000:]
+    assert killed.stdout.splitlines()[0] == "killed"
+    assert "error: CnaiError: MLflow at" in killed.stdout
 
     # `up` again starts only what is missing: a new server, the same PostgreSQL.
     port_before = platform.status()["postgres"]["port"]
@@ -252,12 +272,20 @@ def test_mlflow_server_killed_between_creating_a_version_and_tagging_it(
 
     pending = platform.versions(model)
     assert len(pending) == 1 and pending[0].tags["cnai.registration"] == "pending"
-    done = register(run_id, model, settings=load_settings(platform.home, environ={}),
-                    progress=Progress(quiet=True))  # fmt: skip
+    # The dead registration still holds the model's registry lock (it could not release
+    # it); its holder process is gone, so the next one need not wait out the lease.
+    started = time.monotonic()
+    again = run_cli(["--json", "register", "--run-id", run_id, "--model-name", model],
+                    platform.home, platform.env)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert time.monotonic() - started < 60  # the lease is 120 s
+    done = again.json()
     assert done["version"] == 1 and done["created"] is False
     assert done["aliases"] == ["challenger", "champion"]
     versions = platform.versions(model)
     assert len(versions) == 1 and versions[0].tags["cnai.registration"] == "complete"
+    names = [m.name for m in platform.client().search_registered_models()]
+    assert not [n for n in names if n.startswith("cnai-lock--")]
 
 
 def test_after_the_faults_the_next_run_completes_with_nothing_duplicated(
