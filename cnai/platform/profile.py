@@ -8,6 +8,7 @@ home's config file back as it was before the first ``up``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -224,6 +225,9 @@ def down(home: Path, purge: bool = False) -> dict[str, Any]:
     purged = False
     if purge and cluster is not None:
         shutil.rmtree(cluster.root, ignore_errors=True)
+        if cluster.root.parent.name.startswith("cnai-platform-"):  # the temp-dir fallback
+            with contextlib.suppress(OSError):
+                cluster.root.parent.rmdir()
         for name in ("mlflow-artifacts", "warehouse", "pgpass"):
             path = platform_dir(home) / name
             if path.is_dir():
