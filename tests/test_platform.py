@@ -404,3 +404,11 @@ def test_a_lost_database_is_one_line_and_exit_1(tmp_home: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("cnai: error: ")
     assert f"port {port} failed" in last and "Connection refused" in last
+
+
+def test_status_and_down_on_a_home_that_never_ran_up_change_nothing(tmp_home: Path) -> None:
+    status = run_cli(["--json", "platform", "status"], tmp_home)
+    assert status.returncode == 0 and status.json()["up"] is False
+    down = run_cli(["--json", "platform", "down"], tmp_home)
+    assert down.returncode == 0 and down.json()["stopped"] == []
+    assert list(tmp_home.iterdir()) == []

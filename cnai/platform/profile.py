@@ -205,6 +205,8 @@ def _write_config(
 def down(home: Path, purge: bool = False) -> dict[str, Any]:
     """Stop what ``up`` started, restore the config; ``purge`` also deletes the data."""
     state = read_state(home)
+    if not state:
+        return {"home": str(home), "stopped": [], "purged": False}
     stopped: list[str] = []
     pid = state.get("mlflow_pid")
     if mlflow_server.alive(pid):
