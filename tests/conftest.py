@@ -170,8 +170,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_mlflow_server(root: Path) -> MlflowServer:
-    """Start ``mlflow server`` (1 worker, no job runner) under ``root``; does not wait."""
+def start_mlflow_server(root: Path, backend_uri: str | None = None) -> MlflowServer:
+    """Start ``mlflow server`` (1 worker, no job runner) under ``root``; does not wait.
+
+    ``backend_uri``: its backend store (default: a SQLite file under ``root``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "MLFLOW_"))}
@@ -182,7 +185,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
                 str(Path(sys.executable).with_name("mlflow")),
                 "server",
                 "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
+                backend_uri or f"sqlite:///{root / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(root / "artifacts"),
                 "--default-artifact-root",
@@ -216,3 +219,99 @@ def mlflow_server(mlflow_server_boot: MlflowServer) -> MlflowServer:
     """One real ``mlflow server`` on 127.0.0.1 for the session, healthy."""
     mlflow_server_boot.wait_healthy()
     return mlflow_server_boot
+
+
+# ---------------------------------------------------------------- PostgreSQL back end
+
+BACKENDS = ("sqlite", "postgres")
+"""Store back ends the store-sensitive tests run against."""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (cnai.platform.postgres), on a free
+    port of 127.0.0.1, as an unprivileged user when the tests run as root.
+
+    Skipped with the reason when the server binaries are absent; with
+    ``CNAI_REQUIRE_POSTGRES=1`` (CI) that is a failure instead.
+    """
+    import shutil
+    import tempfile
+
+    from cnai.platform.postgres import PostgresCluster, find_bin_dir, server_user
+    from cnai.platform.profile import INSTALL_HINT
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CNAI_REQUIRE_POSTGRES"):
+            pytest.fail(f"CNAI_REQUIRE_POSTGRES is set but: {INSTALL_HINT}")
+        pytest.skip(f"PostgreSQL variants skipped: {INSTALL_HINT}")
+    # Not under pytest's temp folder: that is closed (0700) to the server's user.
+    top = Path(tempfile.mkdtemp(prefix="cnai-test-pg-"))
+    top.chmod(0o711)
+    cluster = PostgresCluster(top / "cluster", bin_dir, top / "pgpass", server_user())
+    try:
+        cluster.init()
+        cluster.start(free_port())
+        cluster.wait_ready()
+        cluster.ensure_database("iceberg")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres``: the store back end of this test's variant."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres")
+    return str(request.param)
+
+
+def postgres_catalog_config(home: Path, cluster: Any) -> None:
+    """Write ``home/config.yaml`` pointing its Iceberg catalog at the session's PostgreSQL
+    (a catalog name of its own, so homes sharing the database never see each other)."""
+    import uuid
+
+    import yaml
+
+    config = {
+        "catalog": {
+            "name": f"t{uuid.uuid4().hex[:12]}",
+            "properties": {
+                "type": "sql",
+                "uri": cluster.uri("iceberg"),
+                "warehouse": (home / "iceberg" / "warehouse").as_uri(),
+            },
+        }
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def store_home(tmp_home: Path, backend: str, request: pytest.FixtureRequest) -> Path:
+    """A fresh home whose Iceberg catalog is on SQLite or on PostgreSQL (``backend``)."""
+    if backend == "postgres":
+        postgres_catalog_config(tmp_home, request.getfixturevalue("postgres"))
+    return tmp_home
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server_boot(
+    postgres: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """The session's ``mlflow server`` on PostgreSQL (database ``mlflow_tests``), as in the
+    cluster; started but maybe not ready yet (``mlflow_pg_server`` waits for it)."""
+    postgres.ensure_database("mlflow_tests")
+    root = tmp_path_factory.mktemp("mlflow-pg-server")
+    server = start_mlflow_server(root, postgres.uri("mlflow_tests"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_server(mlflow_pg_server_boot: MlflowServer) -> MlflowServer:
+    """One real ``mlflow server`` backed by PostgreSQL for the session, healthy."""
+    mlflow_pg_server_boot.wait_healthy()
+    return mlflow_pg_server_boot

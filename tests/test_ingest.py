@@ -52,16 +52,18 @@ def run_ingest(home: Path, source: Path | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ingested_home(tmp_home: Path) -> Path:
-    """A fresh home with the default digits data ingested (one snapshot)."""
-    run_ingest(tmp_home)
-    return tmp_home
+def ingested_home(store_home: Path) -> Path:
+    """A fresh home with the default digits data ingested (one snapshot), its catalog on
+    SQLite or PostgreSQL: every test using it runs on both back ends."""
+    run_ingest(store_home)
+    return store_home
 
 
 # --- the default data set, through the CLI -----------------------------------------------
 
 
-def test_default_ingest_then_reingest_is_a_noop(tmp_home: Path) -> None:
+def test_default_ingest_then_reingest_is_a_noop(store_home: Path, backend: str) -> None:
+    tmp_home = store_home
     first = run_cli(["ingest", "--json"], tmp_home)
     assert first.returncode == 0, first.stderr
     summary = first.json()
@@ -81,6 +83,8 @@ def test_default_ingest_then_reingest_is_a_noop(tmp_home: Path) -> None:
     assert second["data_version"] == summary["data_version"]
     assert second["files_skipped"] == summary["files_ingested"]
     assert snapshot_count(tmp_home) == 1
+    # The variant really used its back end: no SQLite catalog file on PostgreSQL.
+    assert (tmp_home / "iceberg" / "catalog.db").exists() is (backend == "sqlite")
 
 
 def test_data_version_is_stable_across_homes(tmp_path: Path) -> None:

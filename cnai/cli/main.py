@@ -117,6 +117,11 @@ def render_human(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its lines joined by spaces (blank lines dropped)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -140,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnaiError as exc:
         if want_json and exc.data is not None:
             print(json.dumps(exc.data, default=str))
-        print(f"cnai: error: {exc}", file=sys.stderr)
+        # Runtime failures are one line even when a driver's message (SQLAlchemy,
+        # psycopg2) spans several; usage errors may list several problems.
+        message = str(exc) if exc.exit_code == 2 else _one_line(str(exc))
+        print(f"cnai: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cnai: interrupted", file=sys.stderr)
@@ -148,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
         if os.environ.get("CNAI_DEBUG"):
             traceback.print_exc()
-        print(f"cnai: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"cnai: error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     if result is not None:
         if want_json:

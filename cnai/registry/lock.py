@@ -4,7 +4,8 @@ Creating a registered model is atomic and fails when the name exists, on every
 MLflow backend (SQL unique key, server included), so a placeholder registered model
 ``cnai-lock--<model>`` serves as the lock: whoever creates it holds it, deleting it
 releases it. The holder writes a lease expiry into a tag; a lock whose lease ran out
-(its holder crashed) is broken by the next caller. Lock models carry the tag
+(its holder crashed) is broken by the next caller, and so is one whose holder ran on
+this host and has exited. Lock models carry the tag
 ``cnai.lock`` and are hidden by ``cnai models``.
 """
 
@@ -120,8 +121,9 @@ class RegistryLock:
             expires = float(tags.get(EXPIRES_TAG, "0"))
         except ValueError:
             expires = 0.0
-        if time.time() < expires:
-            return tags.get(HOLDER_TAG, "unknown holder")
+        holder = tags.get(HOLDER_TAG, "unknown holder")
+        if time.time() < expires and not holder_is_gone(holder):
+            return holder
         # Re-read right before deleting so a lock just re-taken by another waiter survives.
         again = self._current_tags()
         if again is not None and again.get(LOCK_TAG) == tags.get(LOCK_TAG):
@@ -145,6 +147,23 @@ class RegistryLock:
         with contextlib.suppress(MlflowException, CnaiError):
             if self._held_by_me():
                 self.client.delete_registered_model(self.name)
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when ``holder`` (``host:pid``) ran on this host and that process has exited:
+    its lock need not wait out the lease (a registration that died with its MLflow
+    server could not release it). Holders on other hosts are never judged."""
+    import psutil
+
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        return psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 @contextmanager
