@@ -59,15 +59,24 @@ def run_cli(
 
 @pytest.fixture(autouse=True)
 def _restore_mlflow_env() -> Iterator[None]:
-    """Undo the MLFLOW_* variables mlflow.set_tracking_uri() exports during a test."""
+    """Undo what mlflow.set_tracking_uri()/set_registry_uri() leave behind in a test.
+
+    They export MLFLOW_* variables and also keep the URIs in module globals, which an
+    ``MlflowClient(tracking_uri)`` of a later test would otherwise use as its registry.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved = {name: os.environ.get(name) for name in names}
+    saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
     yield
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved_uris
 
 
 @pytest.fixture
