@@ -2,8 +2,11 @@
 
 Semantics follow the Argo controller for the features the spec checker accepts:
 DAG order with independent tasks in parallel (``parallelism`` bounds concurrent
-leaf tasks), ``depends``/``dependencies``, fail-fast, ``when``, ``withItems`` and
-``withParam`` fan-out with aggregated outputs, input/output parameters,
+leaf tasks), ``depends``/``dependencies``, the DAG phase and fail-fast as
+``dag.go`` decides, steps templates (groups in order, steps of a group in
+parallel), ``when``, ``withItems``/``withParam``/``withSequence`` fan-out with
+aggregated outputs, input/output parameters (workflow arguments bound to the
+entrypoint's inputs, ``valueFrom.parameter`` outputs of DAG/steps templates),
 ``retryStrategy`` (limit, policy, backoff), ``memoize`` (local cache, ``maxAge``),
 ``activeDeadlineSeconds`` (workflow and template), mutexes, and the ``onExit``
 handler with ``workflow.status``/``workflow.failures``.
