@@ -20,6 +20,7 @@ import yaml
 from cnai.config import load_settings
 from cnai.engine.runs import start_run
 from cnai.engine.view import RunView
+from cnai.lint import document_problems
 
 EXAMPLES_DIR = Path(__file__).parent / "fixtures" / "argo-examples-run"
 
@@ -384,3 +385,26 @@ def test_an_errored_target_makes_the_workflow_error(tmp_home: Path) -> None:
     doc = _dag([{"name": "A", "template": "missing-template"}])
     record = run_doc(tmp_home, doc)
     assert record["phase"] == "Error"  # operator.go:567-568, the root node's phase
+
+
+# ------------------------------------------------------------------ lint agrees
+
+
+@pytest.mark.parametrize("file", sorted(p.name for p in EXAMPLES_DIR.glob("*.yaml")))
+def test_lint_accepts_the_upstream_examples_the_engine_runs(file: str) -> None:
+    doc = yaml.safe_load((EXAMPLES_DIR / file).read_text())
+    assert document_problems(doc) == []
+
+
+def test_lint_scopes_steps_variables_to_earlier_groups() -> None:
+    assert document_problems(yaml.safe_load(_steps_yaml())) == []
+    doc = yaml.safe_load(_steps_yaml())
+    groups = doc["spec"]["templates"][0]["steps"]
+    groups[0].append({"name": "early", "template": "sleep", "when": "{{steps.add.status}}"})
+    groups[1].append({"name": "ghost", "template": "no-such-template"})
+    problems = dict(document_problems(doc))
+    assert (
+        "{{steps.add.status}} does not resolve here"
+        in problems["spec.templates[0].steps[0][2].when"]
+    )
+    assert "does not exist" in problems["spec.templates[0].steps[1][2].template"]
