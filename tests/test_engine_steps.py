@@ -408,3 +408,14 @@ def test_lint_scopes_steps_variables_to_earlier_groups() -> None:
         in problems["spec.templates[0].steps[0][2].when"]
     )
     assert "does not exist" in problems["spec.templates[0].steps[1][2].template"]
+
+
+def test_an_errored_exit_handler_makes_a_succeeded_workflow_error(tmp_home: Path) -> None:
+    doc = _dag([{"name": "A", "template": "ok"}])
+    doc["spec"]["onExit"] = "exit"
+    doc["spec"]["templates"].append(
+        {"name": "exit", "dag": {"tasks": [{"name": "x", "template": "gone"}]}}
+    )
+    record = run_doc(tmp_home, doc)
+    assert record["phase"] == "Error"  # operator.go:552-561
+    assert record["message"].startswith("exit handler failed")
