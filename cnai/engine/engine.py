@@ -2,8 +2,11 @@
 
 Semantics follow the Argo controller for the features the spec checker accepts:
 DAG order with independent tasks in parallel (``parallelism`` bounds concurrent
-leaf tasks), ``depends``/``dependencies``, fail-fast, ``when``, ``withItems`` and
-``withParam`` fan-out with aggregated outputs, input/output parameters,
+leaf tasks), ``depends``/``dependencies``, the DAG phase and fail-fast as
+``dag.go`` decides, steps templates (groups in order, steps of a group in
+parallel), ``when``, ``withItems``/``withParam``/``withSequence`` fan-out with
+aggregated outputs, input/output parameters (workflow arguments bound to the
+entrypoint's inputs, ``valueFrom.parameter`` outputs of DAG/steps templates),
 ``retryStrategy`` (limit, policy, backoff), ``memoize`` (local cache, ``maxAge``),
 ``activeDeadlineSeconds`` (workflow and template), mutexes, and the ``onExit``
 handler with ``workflow.status``/``workflow.failures``.
@@ -236,7 +239,7 @@ class Engine:
         # Task threads kill their process groups as soon as they see the cancellation.
         wait_until = time.time() + 10
         while time.time() < wait_until and any(
-            n["phase"] == "Running" and "dag" not in self.templates.get(n["template"], {})
+            n["phase"] == "Running" and not _is_group(self.templates.get(n["template"], {}))
             for n in list(self.nodes.values())
         ):
             time.sleep(0.05)
@@ -268,14 +271,20 @@ class Engine:
         template = self.templates.get(name)
         if template is None:
             return "Error", f"entrypoint template {name!r} does not exist"
+        # operator.go:422 executes the entrypoint with spec.arguments as its arguments:
+        # the entrypoint's inputs take the workflow parameters of the same name.
+        arguments = {
+            str(p["name"]): str(p.get("value", ""))
+            for p in (self.spec.get("arguments") or {}).get("parameters") or []
+        }
         if "dag" not in template:
-            attempt = self._execute(name, {}, name, name, depth=1)
+            attempt = self._execute(name, arguments, name, name, depth=1)
             return attempt.phase, attempt.message
         try:
-            inputs = self._inputs(template, {}, f"template {name}")
+            inputs = self._inputs(template, arguments, f"template {name}")
         except UsageError as exc:
             return "Error", str(exc)
-        phase, message = self._run_dag(template, inputs, prefix="", depth=1)
+        phase, message, _ = self._run_dag(template, inputs, prefix="", depth=1)
         if self.cancel_reason:
             return "Failed", self.cancel_reason
         return phase, message
@@ -312,7 +321,9 @@ class Engine:
         self.node_budget = len(self.nodes) + self.limits.max_nodes
         attempt = self._execute(str(name), {}, "onExit", "onExit", depth=1)
         if attempt.phase in FAILED and phase == "Succeeded":
-            return "Failed", f"exit handler failed: {attempt.message}"
+            # operator.go:552-561: a failed exit handler fails a succeeded workflow, an
+            # errored one makes it Error.
+            return attempt.phase, f"exit handler failed: {attempt.message}"
         return phase, message
 
     # ------------------------------------------------------------ templates
@@ -374,16 +385,23 @@ class Engine:
             return Attempt("Error", str(exc))
         previous = self.options.reuse.get(node_id)
         if (
-            "dag" not in template
+            not _is_group(template)
             and previous
             and previous.get("phase") == "Succeeded"
             and previous.get("inputs") == inputs
         ):
             return self._reuse(node, previous)
         self._set(node, phase="Running", inputs=inputs)
-        if "dag" in template:
-            phase, message = self._run_dag(template, inputs, prefix=f"{node_id}.", depth=depth)
+        if _is_group(template):
+            if "dag" in template:
+                phase, message, scope = self._run_dag(
+                    template, inputs, prefix=f"{node_id}.", depth=depth
+                )
+            else:
+                phase, message, scope = self._run_steps(template, inputs, node_id, depth)
             attempt = Attempt(phase, message)
+            if phase == "Succeeded":
+                attempt = self._group_outputs(template, scope, f"task {node_id}")
         else:
             attempt = self._run_leaf(node, template, inputs)
         extra: dict[str, Any] = {}
@@ -411,34 +429,46 @@ class Engine:
 
     def _run_dag(
         self, template: dict[str, Any], inputs: dict[str, str], prefix: str, depth: int
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, dict[str, str]]:
+        """Run a DAG template; returns its phase, message and final scope.
+
+        Scheduling and the phase follow argo-workflows v4.1.2 ``workflow/controller/dag.go``:
+        the DAG's phase is decided by its target tasks (``dag.target``, else the tasks no
+        other task depends on, dag.go:301-306), an Omitted task taking the phase of the
+        branch above it with Failed/Error preferred (``assessDAGPhase``, dag.go:140-245);
+        with ``failFast`` (default true, dag.go:217) the DAG fails, and schedules nothing
+        more, as soon as one target's branch has failed.
+        """
         tasks = {t["name"]: t for t in template["dag"]["tasks"]}
         where = f"template {template['name']}"
+        scope = self._template_scope(template, inputs)
         deps: dict[str, list[str]] = {}
-        handled: set[str] = set()
         for name, task in tasks.items():
             if "depends" in task:
                 deps[name] = depends_tasks(str(task["depends"]), f"{where} task {name}")
-                handled.update(
-                    re.findall(
-                        r"([A-Za-z0-9][-A-Za-z0-9_]*)\.(?:Failed|Errored|AllFailed)",
-                        str(task["depends"]),
-                    )
-                )
             else:
                 deps[name] = list(task.get("dependencies") or [])
             missing = [d for d in deps[name] if d not in tasks]
             if missing:
-                return "Error", f"{where}: task {name} depends on unknown task {missing[0]!r}"
+                return (
+                    "Error",
+                    f"{where}: task {name} depends on unknown task {missing[0]!r}",
+                    scope,
+                )
         cycle = _find_cycle(deps)
         if cycle:
-            return "Error", f"{where}: dependency cycle {' -> '.join(cycle)}"
+            return "Error", f"{where}: dependency cycle {' -> '.join(cycle)}", scope
+        target = str(template["dag"].get("target") or "").split()
+        unknown = [t for t in target if t not in tasks]
+        if unknown:
+            return "Error", f"{where}: dag.target names unknown task {unknown[0]!r}", scope
+        targets = target or [n for n in tasks if not any(n in d for d in deps.values())]
+        fail_fast = template["dag"].get("failFast") is not False
 
-        scope = self._template_scope(template, inputs)
         phases: dict[str, list[str]] = {}
+        messages: dict[str, str] = {}
         state = {name: "waiting" for name in tasks}
         cond = threading.Condition(self.lock)
-        failure: list[str] = []
         pool = ThreadPoolExecutor(
             max_workers=min(self.limits.max_workers, max(1, len(tasks))),
             thread_name_prefix="cnai-task",
@@ -449,9 +479,9 @@ class Engine:
                 try:
                     phases[name] = [a.phase for a in result] or ["Skipped"]
                     bad = [a for a in result if a.phase in FAILED]
-                    if bad and name not in handled:
-                        failure.append(f"task {prefix}{name}: {bad[0].message}")
-                    self._publish(scope, name, outputs, phases[name])
+                    if bad:
+                        messages[name] = f"task {prefix}{name}: {bad[0].message}"
+                    self._publish(scope, "tasks", name, outputs, phases[name])
                 finally:  # a pool thread's exception is silent: never leave the DAG waiting
                     state[name] = "done"
                     cond.notify_all()
@@ -463,6 +493,9 @@ class Engine:
                 result, outputs = [self._task_error(prefix, tasks[name], exc)], {}
             finish(name, result, outputs)
 
+        def assessed() -> str:
+            return _dag_phase(targets, deps, phases, fail_fast)
+
         try:
             with cond:
                 while True:
@@ -471,9 +504,10 @@ class Engine:
                         if state[name] != "waiting" or any(state[d] != "done" for d in deps[name]):
                             continue
                         expression = str(task.get("depends") or " && ".join(deps[name]))
-                        run_it = not failure and not self.cancelled.is_set()
+                        stopped = fail_fast and assessed() in FAILED
+                        run_it = not stopped and not self.cancelled.is_set()
                         reason = "not run: " + (
-                            self.cancel_reason or "an earlier task failed (failFast)"
+                            self.cancel_reason or "the DAG has failed (failFast)"
                         )
                         if run_it and expression:
                             run_it = evaluate_depends(
@@ -498,18 +532,100 @@ class Engine:
             raise
         finally:
             pool.shutdown(wait=True)
-        if failure:
-            return "Failed", failure[0]
-        return "Succeeded", ""
+        phase = assessed()
+        if phase in FAILED:
+            failed = [m for n, m in messages.items()]
+            return phase, failed[0] if failed else "a target task's branch failed", scope
+        return "Succeeded", "", scope
+
+    def _run_steps(
+        self, template: dict[str, Any], inputs: dict[str, str], node_id: str, depth: int
+    ) -> tuple[str, str, dict[str, str]]:
+        """Run a steps template: its groups in order, the steps of one group in parallel.
+
+        As argo-workflows v4.1.2 ``workflow/controller/steps.go`` decides: group ``i`` is
+        node ``<node>[i]`` and its steps ``<node>[i].<step>`` (steps.go:71, 139); a group
+        fails when one of its steps Failed or Errored (steps.go:364-377), and then the
+        template fails with no later group run (steps.go:121-128); after each group its
+        steps' outputs and status enter the scope as ``steps.<name>...`` (steps.go:137-167).
+        """
+        scope = self._template_scope(template, inputs)
+        for index, group in enumerate(template.get("steps") or []):
+            self._check_deadline()
+            if self.cancelled.is_set():
+                return "Failed", self.cancel_reason or "cancelled", scope
+            prefix = f"{node_id}[{index}]."
+            group_node = self._node(f"{node_id}[{index}]", f"[{index}]", template["name"])
+            if group_node.get("over_limit"):
+                return "Error", self.cancel_reason, scope
+            self._set(group_node, phase="Running")
+            steps = list(group or [])
+            with ThreadPoolExecutor(
+                max_workers=min(self.limits.max_workers, max(1, len(steps))),
+                thread_name_prefix="cnai-step",
+            ) as pool:
+                futures = [
+                    pool.submit(self._run_step, step, dict(scope), prefix, depth) for step in steps
+                ]
+            results = [f.result() for f in futures]
+            failed = ""
+            for step, (attempts, _) in zip(steps, results, strict=True):
+                bad = [a for a in attempts if a.phase in FAILED]
+                if bad and not failed:
+                    failed = f"child '{prefix}{step['name']}' failed: {bad[0].message}"
+            if failed:
+                self._set(group_node, phase="Failed", message=failed)
+                return "Failed", failed, scope
+            for step, (attempts, outputs) in zip(steps, results, strict=True):
+                step_phases = [a.phase for a in attempts] or ["Skipped"]
+                self._publish(scope, "steps", str(step["name"]), outputs, step_phases)
+            self._set(group_node, phase="Succeeded")
+        return "Succeeded", "", scope
+
+    def _run_step(
+        self, step: dict[str, Any], scope: dict[str, str], prefix: str, depth: int
+    ) -> tuple[list[Attempt], dict[str, Any]]:
+        """One step of a group (expanded over its items); an exception becomes its Error."""
+        try:
+            return self._run_task(step, scope, prefix, depth)
+        except Exception as exc:  # noqa: BLE001 - becomes the step's Error
+            return [self._task_error(prefix, step, exc)], {}
+
+    def _group_outputs(
+        self, template: dict[str, Any], scope: dict[str, str], where: str
+    ) -> Attempt:
+        """A DAG/steps template's own outputs: ``valueFrom.parameter`` over its final scope."""
+        parameters: dict[str, str] = {}
+        for output in (template.get("outputs") or {}).get("parameters") or []:
+            source = (output.get("valueFrom") or {}).get("parameter")
+            if source is None:
+                continue
+            try:
+                parameters[str(output["name"])] = substitute(
+                    str(source), scope, f"{where}.outputs.parameters.{output['name']}"
+                )
+            except UsageError as exc:
+                if "default" in (output.get("valueFrom") or {}):
+                    parameters[str(output["name"])] = parameter_text(output["valueFrom"]["default"])
+                    continue
+                return Attempt("Error", str(exc))
+        return Attempt("Succeeded", "", {"parameters": parameters} if parameters else {})
 
     def _publish(
-        self, scope: dict[str, str], name: str, outputs: dict[str, Any], phases: list[str]
+        self,
+        scope: dict[str, str],
+        kind: str,
+        name: str,
+        outputs: dict[str, Any],
+        phases: list[str],
     ) -> None:
-        scope[f"tasks.{name}.status"] = phases[0] if len(phases) == 1 else json.dumps(phases)
+        """Put a finished task's (``kind`` "tasks") or step's ("steps") status and outputs
+        in ``scope``."""
+        scope[f"{kind}.{name}.status"] = phases[0] if len(phases) == 1 else json.dumps(phases)
         for key, value in (outputs.get("parameters") or {}).items():
-            scope[f"tasks.{name}.outputs.parameters.{key}"] = value
+            scope[f"{kind}.{name}.outputs.parameters.{key}"] = value
         if "result" in outputs:
-            scope[f"tasks.{name}.outputs.result"] = outputs["result"]
+            scope[f"{kind}.{name}.outputs.result"] = outputs["result"]
 
     def _task_error(self, prefix: str, task: dict[str, Any], exc: Exception) -> Attempt:
         """An unexpected exception of one task as that task's Error (never raises)."""
@@ -529,6 +645,8 @@ class Engine:
         items: list[Any] | None = None
         if "withItems" in task:
             items = list(task["withItems"])
+        elif "withSequence" in task:
+            items = _sequence(task["withSequence"], scope, f"{where}.withSequence")
         elif "withParam" in task:
             text = substitute(str(task["withParam"]), scope, f"{where}.withParam")
             try:
@@ -823,6 +941,92 @@ class Engine:
                 with self.lock:
                     self.held_fds.discard(handle.fileno())
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_group(template: dict[str, Any]) -> bool:
+    """Whether ``template`` runs other templates (a DAG or steps) rather than a process."""
+    return "dag" in template or "steps" in template
+
+
+def _group_phase(phases: list[str]) -> str:
+    """One task's phase, a fanned-out task group's being Failed/Error when a child's is."""
+    bad = [p for p in phases if p in FAILED]
+    if bad:
+        return bad[0]
+    return phases[0] if len(phases) == 1 else "Succeeded"
+
+
+def _dag_phase(
+    targets: list[str], deps: dict[str, list[str]], phases: dict[str, list[str]], fail_fast: bool
+) -> str:
+    """A DAG's phase from its target tasks, as ``assessDAGPhase`` (dag.go:140-245) decides.
+
+    Each task's branch phase is its own once it completed; an Omitted task inherits the
+    branch phase of its dependencies, Failed/Error preferred (dag.go:148-152, 193-205).
+    A target with no phase yet keeps the DAG Running; a failed one makes it Failed,
+    at once with ``fail_fast`` (dag.go:217-244).
+    """
+    branch: dict[str, str] = {}
+
+    def phase_of(name: str) -> str:
+        if name in branch:
+            return branch[name]
+        own = _group_phase(phases[name]) if name in phases else ""
+        if own and own != "Omitted":
+            branch[name] = own
+            return own
+        inherited = [phase_of(d) for d in deps.get(name, [])] if own == "Omitted" else []
+        bad = [p for p in inherited if p in FAILED]
+        result = bad[0] if bad else ("Succeeded" if own == "Omitted" else "")
+        branch[name] = result
+        return result
+
+    result = "Succeeded"
+    for name in targets:
+        phase = phase_of(name)
+        if phase == "":
+            result = "Running"
+            if not fail_fast:
+                break
+        elif phase in FAILED:
+            result = phase
+            if fail_fast:
+                break
+    return result
+
+
+def _sequence(spec: Any, scope: dict[str, str], where: str) -> list[str]:
+    """The items of ``withSequence`` (count or end, start, printf format), as Argo expands it
+    (``expandSequence``, operator.go:4170-4219): ``end`` wins over ``count``, inclusive,
+    counting down when end < start."""
+    if not isinstance(spec, dict):
+        raise UsageError(f"{where}: must be a mapping")
+
+    def number(key: str, default: int | None) -> int | None:
+        if key not in spec:
+            return default
+        text = substitute(str(spec[key]), scope, f"{where}.{key}")
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{where}.{key}: {text!r} is not an integer") from None
+
+    start = number("start", 0)
+    count = number("count", None)
+    end = number("end", None)
+    assert start is not None
+    if end is None and count is not None:
+        if count == 0:
+            return []
+        end = start + count - 1
+    if end is None:
+        raise UsageError(f"{where}: one of count and end is required")
+    step = 1 if end >= start else -1
+    fmt = str(spec.get("format") or "%d")
+    try:
+        return [fmt % value for value in range(start, end + step, step)]
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}.format: {fmt!r} cannot format an integer ({exc})") from None
 
 
 def _safe(name: str) -> str:

@@ -4,8 +4,10 @@
   the path of its evaluated ``source``, as Argo's executor appends it) run as a
   process in a per-task sandbox folder. ``python -m ...`` commands fork from the
   warm zygote when one is available; anything else is a plain subprocess.
-  Container paths under ``/tmp`` (output files, Hera's ``hera__outputs_directory``)
-  are re-rooted into the sandbox, which plays the container's filesystem.
+  Container paths under ``/tmp`` (output files, Hera's ``hera__outputs_directory``,
+  and container ``/tmp`` paths written in a command, its args or a script's source,
+  such as ``echo world > /tmp/hello_world.txt``; see ``_reroot_text``) are re-rooted
+  into the sandbox, which plays the container's filesystem.
 - ``resource``: a KubeRay ``RayJob`` create; its ``spec.entrypoint`` runs as a
   process against the run's one local Ray runtime, and the RayJob status the
   operator would report (``jobStatus``/``jobDeploymentStatus``) is derived from
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -94,6 +97,39 @@ class TaskContext:
     stay held until the task is gone even if the engine is killed."""
 
 
+_TMP_IN_TEXT = re.compile(r"(?<![\w./~-])/tmp(?=/|[^\w.-]|$)(/[^/\s'\"`;|&<>()]+)?(/)?")
+"""``/tmp`` as a path (not ``/tmpfoo``, not ``/var/tmp``) inside a command line or source,
+with its first component below ``/tmp`` and whether the path goes deeper."""
+
+
+def _reroot_text(text: str, sandbox: Path, roots: set[str]) -> str:
+    """``text`` with its container ``/tmp`` paths moved under the sandbox's ``tmp``.
+
+    A container's ``/tmp`` is its own, so ``/tmp`` itself, a file directly in it and
+    anything in the top folders the template's outputs are read from (``roots``) are
+    re-rooted. Deeper paths in other folders stay host paths: locally they name this
+    machine's folders (a test's or user's scratch folder), which a pod could not see.
+    """
+
+    def moved(match: re.Match[str]) -> str:
+        first, deeper = match.group(1), match.group(2)
+        if first is None or deeper is None or first.lstrip("/") in roots:
+            return str(sandbox / "tmp") + (first or "") + (deeper or "")
+        return match.group(0)
+
+    return _TMP_IN_TEXT.sub(moved, text)
+
+
+def _output_roots(template: dict[str, Any]) -> set[str]:
+    """The top folders under ``/tmp`` that the template's output parameters are read from."""
+    roots: set[str] = set()
+    for output in (template.get("outputs") or {}).get("parameters") or []:
+        parts = Path(str((output.get("valueFrom") or {}).get("path") or "")).parts
+        if len(parts) > 3 and parts[:2] == ("/", "tmp"):
+            roots.add(parts[2])
+    return roots
+
+
 def _reroot(path: str, sandbox: Path) -> Path:
     """A container path as a path inside the task's sandbox."""
     return sandbox / path.lstrip("/")
@@ -139,15 +175,23 @@ class ProcessExecutor:
         kind = "script" if "script" in tmpl else "container"
         process = tmpl[kind]
         where = f"template {tmpl['name']}"
-        command = [substitute(str(c), ctx.scope, where) for c in process.get("command") or []]
-        args = [substitute(str(a), ctx.scope, where) for a in process.get("args") or []]
+        roots = _output_roots(tmpl)
+        command = [
+            _reroot_text(substitute(str(c), ctx.scope, where), ctx.sandbox, roots)
+            for c in process.get("command") or []
+        ]
+        args = [
+            _reroot_text(substitute(str(a), ctx.scope, where), ctx.sandbox, roots)
+            for a in process.get("args") or []
+        ]
         if not command:
             return Attempt("Error", f"{where}: no command (an image default is unknown locally)")
-        ctx.sandbox.mkdir(parents=True, exist_ok=True)
+        (ctx.sandbox / "tmp").mkdir(parents=True, exist_ok=True)
         if kind == "script":
             script = _reroot("/argo/staging/script", ctx.sandbox)
             script.parent.mkdir(parents=True, exist_ok=True)
-            script.write_text(substitute(str(process.get("source", "")), ctx.scope, where))
+            source = substitute(str(process.get("source", "")), ctx.scope, where)
+            script.write_text(_reroot_text(source, ctx.sandbox, roots))
             args = [*args, str(script)]
         env = dict(ctx.env)
         termination = _termination_log(ctx.sandbox)
@@ -218,7 +262,9 @@ def _collect_outputs(tmpl: dict[str, Any], ctx: TaskContext, result: str | None)
         path = source.get("path")
         if path:
             try:
-                parameters[output["name"]] = _reroot(path, ctx.sandbox).read_text()
+                # Argo trims one trailing newline (workflow/executor/executor.go:780-781).
+                text = _reroot(path, ctx.sandbox).read_text()
+                parameters[output["name"]] = text[:-1] if text.endswith("\n") else text
             except OSError:
                 if "default" in source:
                     parameters[output["name"]] = str(source["default"])

@@ -41,7 +41,12 @@ _PARAM_IN: dict[str, Any] = {
 _PARAM_OUT: dict[str, Any] = {
     "name": EXECUTED,
     "description": CLUSTER_ONLY,
-    "valueFrom": {"path": EXECUTED, "jsonPath": EXECUTED, "default": EXECUTED},
+    "valueFrom": {
+        "path": EXECUTED,
+        "jsonPath": EXECUTED,
+        "default": EXECUTED,
+        "parameter": EXECUTED,
+    },
 }
 _MUTEXES: dict[str, Any] = {"mutexes": [{"name": EXECUTED, "namespace": CLUSTER_ONLY}]}
 _ENV = [{"name": EXECUTED, "value": EXECUTED}]
@@ -66,12 +71,15 @@ _TASK: dict[str, Any] = {
     "when": EXECUTED,
     "withItems": EXECUTED,
     "withParam": EXECUTED,
+    "withSequence": {"count": EXECUTED, "start": EXECUTED, "end": EXECUTED, "format": EXECUTED},
 }
+_STEP: dict[str, Any] = {k: v for k, v in _TASK.items() if k not in ("depends", "dependencies")}
 _TEMPLATE: dict[str, Any] = {
     "name": EXECUTED,
     "inputs": {"parameters": [_PARAM_IN]},
     "outputs": {"parameters": [_PARAM_OUT]},
-    "dag": {"tasks": [_TASK]},
+    "dag": {"tasks": [_TASK], "failFast": EXECUTED, "target": EXECUTED},
+    "steps": [[_STEP]],
     "script": {**_PROCESS, "source": EXECUTED},
     "container": _PROCESS,
     "resource": {
@@ -186,9 +194,11 @@ def check_supported(doc: dict[str, Any]) -> list[str]:
         where = f"spec.templates[{index}]"
         if not isinstance(template, dict):
             continue
-        kinds = [k for k in ("dag", "script", "container", "resource") if k in template]
+        kinds = [k for k in ("dag", "steps", "script", "container", "resource") if k in template]
         if len(kinds) != 1:
-            problems.append(f"{where}: needs exactly one of dag, script, container, resource")
+            problems.append(
+                f"{where}: needs exactly one of dag, steps, script, container, resource"
+            )
         policy = (template.get("retryStrategy") or {}).get("retryPolicy")
         if policy is not None and policy not in RETRY_POLICIES:
             problems.append(
@@ -289,8 +299,14 @@ def _template_value_problems(template: dict[str, Any], where: str) -> list[str]:
     memo = template.get("memoize")
     if isinstance(memo, dict) and "maxAge" in memo:
         problems += _duration_problem(memo["maxAge"], f"{where}.memoize.maxAge")
-    for index, task in enumerate(((template.get("dag") or {}).get("tasks")) or []):
-        path = f"{where}.dag.tasks[{index}]"
+    located = [
+        (f"{where}.dag.tasks[{index}]", task)
+        for index, task in enumerate(((template.get("dag") or {}).get("tasks")) or [])
+    ]
+    for group_index, group in enumerate(template.get("steps") or []):
+        for index, step in enumerate(group if isinstance(group, list) else []):
+            located.append((f"{where}.steps[{group_index}][{index}]", step))
+    for path, task in located:
         if not isinstance(task, dict):
             continue
         if "withItems" in task and not isinstance(task["withItems"], list):

@@ -134,7 +134,11 @@ class _Checker:
     def check_template(self, template: dict[str, Any], path: str) -> None:
         inputs = {f"inputs.parameters.{p.get('name')}" for p in _params(template.get("inputs"))}
         scope = self.globals | POD_LOCALS | inputs
-        for sub_path, text in _strings({k: v for k, v in template.items() if k != "dag"}, path):
+        own = {k: v for k, v in template.items() if k != "dag"}
+        if "steps" in template:  # checked with the steps' outputs in scope (check_steps)
+            own = {k: v for k, v in own.items() if k not in ("steps", "outputs")}
+            self.check_steps(template, scope, path)
+        for sub_path, text in _strings(own, path):
             self.check_refs(text, scope, sub_path)
         memo = template.get("memoize")
         if memo:
@@ -223,6 +227,43 @@ class _Checker:
                             sub_path,
                             f"uses outputs of task {match.group(1)!r} without depending on it",
                         )
+
+    def check_steps(self, template: dict[str, Any], scope: set[str], path: str) -> None:
+        """A steps template: each group sees the ``steps.X`` variables of earlier groups,
+        a fanned-out step ``item``; the template's outputs see every step's."""
+        known: set[str] = set()
+        for group_index, group in enumerate(template.get("steps") or []):
+            steps = [s for s in (group if isinstance(group, list) else []) if isinstance(s, dict)]
+            for index, step in enumerate(steps):
+                step_path = f"{path}.steps[{group_index}][{index}]"
+                if step.get("template") not in self.templates:
+                    self.add(
+                        f"{step_path}.template",
+                        f"template {step.get('template')!r} does not exist",
+                    )
+                local = scope | known
+                fanned = any(k in step for k in ("withItems", "withParam", "withSequence"))
+                if fanned:
+                    local = local | {"item"}
+                    for item in step.get("withItems") or []:
+                        if isinstance(item, dict):
+                            local |= {f"item.{k}" for k in item}
+                for sub_path, text in _strings(
+                    {k: v for k, v in step.items() if k not in ("name", "template")}, step_path
+                ):
+                    for name in references(text):
+                        if "withParam" in step and name.startswith("item."):
+                            continue  # the keys of a withParam item are known at run time
+                        if not name.startswith("=") and name not in local:
+                            self.add(sub_path, f"{{{{{name}}}}} does not resolve here")
+            for step in steps:
+                called = step.get("name")
+                known |= {f"steps.{called}.status", f"steps.{called}.outputs.result"}
+                _, body = self.templates.get(step.get("template"), (0, {}))
+                for out in _params(body.get("outputs")):
+                    known.add(f"steps.{called}.outputs.parameters.{out.get('name')}")
+        for sub_path, text in _strings(template.get("outputs") or {}, f"{path}.outputs"):
+            self.check_refs(text, scope | known, sub_path)
 
     def check_resource(self, resource: dict[str, Any], path: str) -> None:
         text = REFERENCE.sub("1", str(resource.get("manifest") or ""))
