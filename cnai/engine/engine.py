@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnai.engine.durations import parse_duration
+from cnai.argo.semantics.durations import parse_backoff_duration as parse_duration
+from cnai.argo.semantics.durations import parse_go_duration
 from cnai.engine.executors import Attempt, ProcessExecutor, ResourceExecutor, TaskContext
 from cnai.engine.expr import (
     depends_tasks,
@@ -525,7 +526,7 @@ class Engine:
                 key = substitute(str(memo["key"]), scope, f"{where}.memoize.key")
                 check_key(key, f"{where}.memoize.key")
                 cache = str(memo["cache"]["configMap"]["name"])
-                max_age = parse_duration(str(memo.get("maxAge", "0")), f"{where}.memoize.maxAge")
+                max_age = parse_go_duration(str(memo.get("maxAge", "0")), f"{where}.memoize.maxAge")
                 hit = self.memo.load(cache, key, max_age)
             except UsageError as exc:
                 return Attempt("Error", str(exc))

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from cnai.engine.durations import parse_duration
+from cnai.argo.semantics.durations import parse_go_duration
 from cnai.engine.expr import REFERENCE, depends_tasks, evaluate_when, references
 from cnai.engine.memo import KEY_PATTERN
 from cnai.errors import UsageError
@@ -116,7 +116,7 @@ class _Checker:
         if not KEY_PATTERN.match(filled):
             self.add(f"{path}.key", f"does not match Argo's cache key rule {KEY_PATTERN.pattern}")
         try:
-            parse_duration(str(memo.get("maxAge", "")), f"{path}.maxAge")
+            parse_go_duration(str(memo.get("maxAge", "")), f"{path}.maxAge")
         except UsageError as exc:
             self.add(f"{path}.maxAge", str(exc).split(": ", 1)[-1])
         name = ((memo.get("cache") or {}).get("configMap") or {}).get("name", "")
