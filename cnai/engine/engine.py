@@ -27,6 +27,7 @@ from typing import Any
 
 from cnai.argo.semantics.durations import parse_backoff_duration as parse_duration
 from cnai.argo.semantics.durations import parse_go_duration
+from cnai.argo.semantics.graph import find_cycle
 from cnai.engine.executors import Attempt, ProcessExecutor, ResourceExecutor, TaskContext
 from cnai.engine.expr import (
     depends_tasks,
@@ -366,7 +367,7 @@ class Engine:
             missing = [d for d in deps[name] if d not in tasks]
             if missing:
                 return "Error", f"{where}: task {name} depends on unknown task {missing[0]!r}"
-        cycle = _find_cycle(deps)
+        cycle = find_cycle(deps)
         if cycle:
             return "Error", f"{where}: dependency cycle {' -> '.join(cycle)}"
 
@@ -699,32 +700,6 @@ class Engine:
 def _safe(name: str) -> str:
     """A node or mutex name as one safe file name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:200]
-
-
-def _find_cycle(deps: dict[str, list[str]]) -> list[str]:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        stack.append(name)
-        for dep in deps.get(name, []):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[name] = 2
-        return []
-
-    for name in deps:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
-    return []
 
 
 def new_uid() -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from cnai.argo.semantics.durations import parse_go_duration
+from cnai.argo.semantics.graph import find_cycle
 from cnai.engine.expr import REFERENCE, depends_tasks, evaluate_when, references
 from cnai.engine.memo import KEY_PATTERN
 from cnai.errors import UsageError
@@ -175,7 +176,7 @@ class _Checker:
                     evaluate_when(REFERENCE.sub("1", str(task["when"])), f"{task_path}.when")
                 except UsageError as exc:
                     self.add(f"{task_path}.when", str(exc).split(": ", 1)[-1])
-        cycle = _cycle(deps)
+        cycle = find_cycle(deps)
         if cycle:
             self.add(f"{path}.tasks", f"dependency cycle {' -> '.join(cycle)}")
             return
@@ -210,12 +211,6 @@ class _Checker:
 
                 for sub, message in rayjob_schema_problems(manifest, self.schemas_dir):
                     self.add(f"{path}.manifest:{sub}", f"RayJob upstream CRD {message}")
-
-
-def _cycle(deps: dict[str, list[str]]) -> list[str]:
-    from cnai.engine.engine import _find_cycle
-
-    return _find_cycle(deps)
 
 
 def _closure(name: str, deps: dict[str, list[str]]) -> set[str]:
