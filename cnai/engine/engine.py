@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import graphlib
 import json
 import os
 import re
@@ -30,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnai.engine.durations import parse_duration
+from cnai.argo.semantics.durations import parse_backoff_duration as parse_duration
+from cnai.argo.semantics.durations import parse_go_duration
+from cnai.argo.semantics.graph import find_cycle
 from cnai.engine.executors import (
     BAD_INPUT_EXIT_CODE,
     Attempt,
@@ -455,7 +456,7 @@ class Engine:
                     f"{where}: task {name} depends on unknown task {missing[0]!r}",
                     scope,
                 )
-        cycle = _find_cycle(deps)
+        cycle = find_cycle(deps)
         if cycle:
             return "Error", f"{where}: dependency cycle {' -> '.join(cycle)}", scope
         target = str(template["dag"].get("target") or "").split()
@@ -729,7 +730,7 @@ class Engine:
                 key = substitute(str(memo["key"]), scope, f"{where}.memoize.key")
                 check_key(key, f"{where}.memoize.key")
                 cache = str(memo["cache"]["configMap"]["name"])
-                max_age = parse_duration(str(memo.get("maxAge", "0")), f"{where}.memoize.maxAge")
+                max_age = parse_go_duration(str(memo.get("maxAge", "0")), f"{where}.memoize.maxAge")
                 hit = self.memo.load(cache, key, max_age)
             except UsageError as exc:
                 return Attempt("Error", str(exc))
@@ -1032,15 +1033,6 @@ def _sequence(spec: Any, scope: dict[str, str], where: str) -> list[str]:
 def _safe(name: str) -> str:
     """A node or mutex name as one safe file name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:200]
-
-
-def _find_cycle(deps: dict[str, list[str]]) -> list[str]:
-    """A dependency cycle of ``deps`` (``[a, b, a]``), or ``[]`` when there is none."""
-    try:
-        graphlib.TopologicalSorter(deps).prepare()
-    except graphlib.CycleError as exc:
-        return [str(n) for n in reversed(exc.args[1])]
-    return []
 
 
 def _number(text: str, where: str) -> float:

@@ -164,7 +164,12 @@ class _WhenParser:
         if op == "!=":
             return not (type(left) is type(right) and left == right)
         if op in ("=~", "!~"):
-            matched = re.search(str(right), str(left)) is not None
+            if not isinstance(left, str) or not isinstance(right, str):
+                raise self.error(f"{op} needs strings (as govaluate), got {left!r} and {right!r}")
+            try:
+                matched = re.search(right, left) is not None
+            except re.error as exc:
+                raise self.error(f"bad regex {right!r}: {exc}") from None
             return matched if op == "=~" else not matched
         if type(left) is not type(right) or isinstance(left, bool):
             raise self.error(f"cannot compare {left!r} {op} {right!r}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cnai.engine.durations import parse_duration
+from cnai.argo.semantics.durations import parse_backoff_duration, parse_go_duration
 from cnai.engine.expr import REFERENCE, references
 from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
 from cnai.engine.retryexpr import parse as parse_retry_expression
@@ -242,11 +242,16 @@ def _int_problem(value: Any, path: str, minimum: int, allow_text: bool) -> list[
     return []
 
 
-def _duration_problem(value: Any, path: str) -> list[str]:
+def _duration_problem(value: Any, path: str, strict: bool = False) -> list[str]:
+    """Problems of a duration field: Go's strict rule, or Argo's backoff rule."""
     if _has_reference(value):
         return []
+    text = value if isinstance(value, (int, float, str)) else repr(value)
     try:
-        parse_duration(value if isinstance(value, (int, float, str)) else repr(value), path)
+        if strict:
+            parse_go_duration(str(text), path)
+        else:
+            parse_backoff_duration(text if isinstance(text, (int, str)) else str(text), path)
     except UsageError as exc:
         return [str(exc)]
     return []
@@ -298,7 +303,7 @@ def _template_value_problems(template: dict[str, Any], where: str) -> list[str]:
                 problems.append(str(exc))
     memo = template.get("memoize")
     if isinstance(memo, dict) and "maxAge" in memo:
-        problems += _duration_problem(memo["maxAge"], f"{where}.memoize.maxAge")
+        problems += _duration_problem(memo["maxAge"], f"{where}.memoize.maxAge", strict=True)
     located = [
         (f"{where}.dag.tasks[{index}]", task)
         for index, task in enumerate(((template.get("dag") or {}).get("tasks")) or [])

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from cnai.engine.durations import parse_duration
+from cnai.argo.semantics.durations import parse_go_duration
+from cnai.argo.semantics.graph import find_cycle
 from cnai.engine.expr import REFERENCE, depends_tasks, evaluate_when, references
 from cnai.engine.memo import KEY_PATTERN
 from cnai.errors import UsageError
@@ -154,7 +155,7 @@ class _Checker:
         if not KEY_PATTERN.match(filled):
             self.add(f"{path}.key", f"does not match Argo's cache key rule {KEY_PATTERN.pattern}")
         try:
-            parse_duration(str(memo.get("maxAge", "")), f"{path}.maxAge")
+            parse_go_duration(str(memo.get("maxAge", "")), f"{path}.maxAge")
         except UsageError as exc:
             self.add(f"{path}.maxAge", str(exc).split(": ", 1)[-1])
         name = ((memo.get("cache") or {}).get("configMap") or {}).get("name", "")
@@ -213,7 +214,7 @@ class _Checker:
                     evaluate_when(REFERENCE.sub("1", str(task["when"])), f"{task_path}.when")
                 except UsageError as exc:
                     self.add(f"{task_path}.when", str(exc).split(": ", 1)[-1])
-        cycle = _cycle(deps)
+        cycle = find_cycle(deps)
         if cycle:
             self.add(f"{path}.tasks", f"dependency cycle {' -> '.join(cycle)}")
             return
@@ -285,12 +286,6 @@ class _Checker:
 
                 for sub, message in rayjob_schema_problems(manifest, self.schemas_dir):
                     self.add(f"{path}.manifest:{sub}", f"RayJob upstream CRD {message}")
-
-
-def _cycle(deps: dict[str, list[str]]) -> list[str]:
-    from cnai.engine.engine import _find_cycle
-
-    return _find_cycle(deps)
 
 
 def _closure(name: str, deps: dict[str, list[str]]) -> set[str]:

@@ -1,0 +1,1 @@
+"""Argo's own languages and rules, implemented once for the engine, the linter and events."""
