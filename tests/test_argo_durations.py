@@ -75,9 +75,10 @@ def test_lint_rejects_bare_number_max_age() -> None:
 
 
 def test_engine_refuses_bare_number_max_age(tmp_home: Path) -> None:
-    """The local engine applies the same strict rule before running the memoized template."""
-    from tests.test_engine import run_yaml, tasks
+    """The local engine applies the same strict rule before it starts (and records) a run."""
+    from tests.test_engine import run_yaml
+    from tests.test_engine_hardening import run_folders
 
-    record = run_yaml(tmp_home, MEMO_WORKFLOW)
-    assert record["phase"] == "Error"
-    assert "not a Go duration" in tasks(record)["heavy"]["message"]
+    with pytest.raises(UsageError, match=r"memoize\.maxAge: '10' is not a Go duration"):
+        run_yaml(tmp_home, MEMO_WORKFLOW)
+    assert run_folders(tmp_home) == []  # nothing recorded
