@@ -3,12 +3,29 @@
 - the entrypoint, ``onExit`` and every DAG task's template exist;
 - DAG dependencies name tasks of the same DAG and form no cycle; a task that uses
   another task's outputs depends on it (directly or through others);
-- no template calls itself, directly or through other templates (recursion grows a
-  run without bound; the local engine also stops at ``engine.max_template_depth``);
+- template recursion is accepted, as Argo accepts it (``coinflip-recursive.yaml``); the
+  local engine bounds it with ``engine.max_template_depth``;
 - every ``{{...}}`` reference resolves in its scope (workflow globals, the
   template's declared inputs, declared outputs of tasks in the same DAG, ``item``
   only with ``withItems``/``withParam``);
 - ``when`` and ``depends`` expressions parse;
+- template names, DAG task names and step names are unique, every step's template
+  exists, ``retryPolicy`` is one Argo knows and every input parameter without a
+  value or default is supplied by its caller (argo-workflows v4.1.2
+  ``workflow/validate/validate.go``: 1350-1391 unique names, 1062-1076 steps,
+  689-693 retry policy; ``workflow/common/util.go:189`` unsupplied input);
+
+Variable scoping mirrors ``resolveAllVariables`` (validate.go:797-836): only tags with
+one of Argo's prefixes (``workflow/common/common.go:303``: ``item.``, ``steps.``,
+``inputs.``, ``outputs.``, ``pod.``, ``workflow.``, ``tasks.``; plus the bare ``item``)
+are checked, other ``{{...}}`` text (Go templates, ``retries``, metric ``status``) is
+Argo's to skip; ``outputs.*`` self-references, ``workflow.creationTimestamp*``,
+``workflow.scheduledTime``, ``workflow.duration``, ``tasks.name``, ``steps.name`` and
+``node.name`` always resolve, and a WorkflowTemplate may name any
+``workflow.parameters.*`` (its caller supplies them). Simplifications, all towards
+accepting: any ``tasks.X.*`` of a task of the same DAG and any ``steps.X.*`` of a step
+of the same template resolve (Argo narrows to ancestors/earlier groups and the fields
+each node type has), and ``item.*`` resolves under ``withParam``/``withSequence``.
 - memoize keys have Argo's key format once references are filled, ``maxAge`` is a
   duration and the cache ConfigMap name is valid;
 - RayJob manifests parse and are valid against the project's strict RayJob schema
@@ -18,7 +35,6 @@
 
 from __future__ import annotations
 
-import graphlib
 import re
 from pathlib import Path
 from typing import Any
@@ -43,7 +59,21 @@ GLOBALS = {
     "workflow.duration",
     "workflow.priority",
 }
-POD_LOCALS = {"pod.name", "node.name", "retries", "inputs.parameters"}
+POD_LOCALS = {"pod.name", "node.name", "retries", "inputs.parameters", "tasks.name", "steps.name"}
+ARGO_PREFIXES = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
+"""``GlobalVarValidWorkflowVariablePrefix`` (argo-workflows v4.1.2 common.go:303)."""
+ALWAYS_RESOLVED = (
+    "outputs.",
+    "workflow.creationTimestamp",
+    "workflow.scheduledTime",
+    "workflow.duration",
+    "workflow.labels",
+    "workflow.annotations",
+)
+"""Prefixes ``resolveAllVariables`` lets through (validate.go:815-830); labels and
+annotations are scoped by their keys in Argo, here by the prefix."""
+RETRY_POLICIES = {"Always", "OnError", "OnFailure", "OnTransientError", ""}
+"""validate.go:689-693."""
 _CONFIGMAP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -71,71 +101,113 @@ class _Checker:
         self.templates = {
             t.get("name"): (i, t) for i, t in enumerate(self.spec.get("templates") or [])
         }
+        self.kind = doc.get("kind")
         self.globals = set(GLOBALS)
+        if _params(self.spec.get("arguments")):
+            self.globals.add("workflow.parameters.json")  # validate.go:208-211
         for param in _params(self.spec.get("arguments")):
             self.globals.add(f"workflow.parameters.{param.get('name')}")
         for _, template in self.templates.values():
             for out in _params(template.get("outputs")):
                 if out.get("globalName"):
                     self.globals.add(f"workflow.outputs.parameters.{out['globalName']}")
+            artifacts = (template.get("outputs") or {}).get("artifacts") or []
+            for art in artifacts if isinstance(artifacts, list) else []:
+                if isinstance(art, dict) and art.get("globalName"):
+                    self.globals.add(f"workflow.outputs.artifacts.{art['globalName']}")
 
     def add(self, path: str, message: str) -> None:
         self.problems.append((path, message))
+
+    def resolves(self, name: str, scope: set[str]) -> bool:
+        """Whether ``{{name}}`` resolves in ``scope`` by Argo's rules (validate.go:797)."""
+        if name in scope or name.startswith(ALWAYS_RESOLVED):
+            return True
+        if self.kind != "Workflow" and name.startswith("workflow.parameters"):
+            return True  # validate.go:831: a template's caller may supply them
+        return any(s.endswith(".*") and name.startswith(s[:-1]) for s in scope)
 
     def check_refs(self, text: str, scope: set[str], path: str) -> None:
         for name in references(text):
             if name.startswith("="):
                 continue  # expression templates are Argo's; the engine refuses them
-            if name not in scope:
+            if name != "item" and not name.startswith(ARGO_PREFIXES):
+                continue  # not a workflow variable: Argo leaves it alone (common.go:303)
+            if not self.resolves(name, scope):
                 self.add(path, f"{{{{{name}}}}} does not resolve here")
 
     def run(self) -> list[tuple[str, str]]:
         for field in ("entrypoint", "onExit"):
             name = self.spec.get(field)
+            if self.spec.get("workflowTemplateRef"):
+                break  # the referenced template holds them (validate.go:167-186)
             if name and name not in self.templates:
                 self.add(f"spec.{field}", f"template {name!r} does not exist")
-        if not self.spec.get("entrypoint") and not self.spec.get("workflowTemplateRef"):
+        library = self.kind in ("WorkflowTemplate", "ClusterWorkflowTemplate")
+        if not (self.spec.get("entrypoint") or self.spec.get("workflowTemplateRef") or library):
             self.add("spec.entrypoint", "required")
+        seen: set[Any] = set()
+        for index, template in enumerate(self.spec.get("templates") or []):
+            name = template.get("name") if isinstance(template, dict) else None
+            if name in seen:
+                self.add(f"spec.templates[{index}].name", f"{name!r} is not unique")
+            seen.add(name)
         for index, template in self.templates.values():
             self.check_template(template, f"spec.templates[{index}]")
-        self.check_recursion()
+        self.check_entry_inputs()
         return self.problems
 
-    def check_recursion(self) -> None:
-        """Refuse templates that call themselves, directly or through other templates."""
-        calls: dict[str, set[str]] = {}
-        for name, (_, template) in self.templates.items():
-            if not isinstance(name, str):
-                continue
-            called: set[str] = set()
-            for task in (template.get("dag") or {}).get("tasks") or []:
-                if isinstance(task, dict) and isinstance(task.get("template"), str):
-                    called.add(task["template"])
-            for group in template.get("steps") or []:
-                for step in group if isinstance(group, list) else []:
-                    if isinstance(step, dict) and isinstance(step.get("template"), str):
-                        called.add(step["template"])
-            calls[name] = {c for c in called if c in self.templates}
-        try:
-            graphlib.TopologicalSorter(calls).prepare()
-        except graphlib.CycleError as exc:
-            cycle = [str(n) for n in reversed(exc.args[1])]
-            index = self.templates[cycle[0]][0]
-            what = (
-                f"template {cycle[0]!r} calls itself"
-                if len(cycle) == 2
-                else f"templates call each other in a cycle {' -> '.join(cycle)}"
-            )
-            self.add(
-                f"spec.templates[{index}]",
-                f"{what}: recursion is refused (a run would grow without bound)",
-            )
+    def check_entry_inputs(self) -> None:
+        """A Workflow's arguments supply its entrypoint's unset inputs (util.go:189)."""
+        if self.kind != "Workflow" or self.spec.get("workflowTemplateRef"):
+            return
+        entry = self.templates.get(self.spec.get("entrypoint"))
+        if entry is not None:
+            self.check_supplied(entry[1], self.spec.get("arguments"), "spec.arguments")
+
+    def check_supplied(self, target: dict[str, Any], arguments: Any, path: str) -> None:
+        """Every input parameter of ``target`` with no value/default is in ``arguments``."""
+        given = {p.get("name") for p in _params(arguments)}
+        for param in _params(target.get("inputs")):
+            unset = not any(k in param for k in ("value", "default", "valueFrom"))
+            if unset and param.get("name") not in given:
+                self.add(
+                    path,
+                    f"inputs.parameters.{param.get('name')} of template "
+                    f"{target.get('name')!r} was not supplied (it has no value or default)",
+                )
 
     def check_template(self, template: dict[str, Any], path: str) -> None:
-        inputs = {f"inputs.parameters.{p.get('name')}" for p in _params(template.get("inputs"))}
+        declared = template.get("inputs") or {}
+        inputs = {f"inputs.parameters.{p.get('name')}" for p in _params(declared)}
+        inputs |= {
+            f"inputs.artifacts.{a.get('name')}{suffix}"
+            for a in declared.get("artifacts") or []
+            if isinstance(a, dict)
+            for suffix in ("", ".path")
+        }
         scope = self.globals | POD_LOCALS | inputs
-        for sub_path, text in _strings({k: v for k, v in template.items() if k != "dag"}, path):
+        if isinstance(template.get("retryStrategy"), dict):
+            policy = template["retryStrategy"].get("retryPolicy", "")
+            if policy not in RETRY_POLICIES:
+                self.add(
+                    f"{path}.retryStrategy.retryPolicy",
+                    f"{policy!r} is not a valid RetryPolicy (one of "
+                    f"{', '.join(sorted(p for p in RETRY_POLICIES if p))})",
+                )
+        dag = template.get("dag") or {}
+        for task in dag.get("tasks") or [] if isinstance(dag, dict) else []:
+            if isinstance(task, dict):
+                scope = scope | self.node_scope("tasks", task)
+        for group in template.get("steps") or []:
+            for step in group if isinstance(group, list) else []:
+                if isinstance(step, dict):
+                    scope = scope | self.node_scope("steps", step)
+        body = {k: v for k, v in template.items() if k not in ("dag", "steps")}
+        for sub_path, text in _strings(body, path):
             self.check_refs(text, scope, sub_path)
+        if "steps" in template:
+            self.check_steps(template, scope, f"{path}.steps")
         memo = template.get("memoize")
         if memo:
             self.check_memoize(memo, f"{path}.memoize")
@@ -144,6 +216,73 @@ class _Checker:
         resource = template.get("resource")
         if resource:
             self.check_resource(resource, f"{path}.resource")
+
+    def node_scope(self, kind: str, call: dict[str, Any]) -> set[str]:
+        """What ``{{tasks.X...}}``/``{{steps.X...}}`` may name of a called template.
+
+        Mirrors ``addOutputsToScope`` (validate.go:1186-1242): the node's id, ip, status,
+        startedAt, finishedAt, hostNodeName, exitCode, ``outputs.result``, its declared
+        output parameters and artifacts, and the aggregated ``outputs.parameters`` of a
+        loop. A ``templateRef``/``inline`` target is not read here: anything resolves.
+        """
+        base = f"{kind}.{call.get('name')}"
+        target = self.templates.get(call.get("template"))
+        if "templateRef" in call or "inline" in call:
+            return {f"{base}.*"}
+        fields = ["id", "ip", "status", "startedAt", "finishedAt", "hostNodeName", "exitCode"]
+        fields += ["outputs.result", "outputs.exitCode", "outputs.parameters"]
+        found = {f"{base}.{f}" for f in fields}
+        outputs = (target[1].get("outputs") if target else None) or {}
+        for out in _params(outputs):
+            found.add(f"{base}.outputs.parameters.{out.get('name')}")
+        for art in outputs.get("artifacts") or []:
+            if isinstance(art, dict):
+                found.add(f"{base}.outputs.artifacts.{art.get('name')}")
+        return found
+
+    def loop_scope(self, task: dict[str, Any]) -> set[str]:
+        """What ``withItems``/``withParam``/``withSequence`` add (validate.go:1139)."""
+        local: set[str] = set()
+        if "withParam" in task or "withSequence" in task:
+            local |= {"item", "item.*"}
+        if "withItems" in task:
+            local.add("item")
+            for item in task.get("withItems") or []:
+                if isinstance(item, dict):
+                    local |= {f"item.{k}" for k in item} | {f"item.{k}.*" for k in item}
+        return local
+
+    def check_call(self, task: dict[str, Any], path: str) -> None:
+        """The called template exists and gets every input it has no value for."""
+        if "templateRef" in task or "inline" in task:
+            return  # resolved by Argo at submission time / defined in place
+        target = self.templates.get(task.get("template"))
+        if target is None:
+            self.add(f"{path}.template", f"template {task.get('template')!r} does not exist")
+            return
+        self.check_supplied(target[1], task.get("arguments"), f"{path}.arguments")
+
+    def check_steps(self, template: dict[str, Any], scope: set[str], path: str) -> None:
+        """Steps: unique names, existing templates, references in scope (validate.go:1062)."""
+        seen: set[Any] = set()
+        for g, group in enumerate(template.get("steps") or []):
+            for s, step in enumerate(group if isinstance(group, list) else []):
+                if not isinstance(step, dict):
+                    continue
+                step_path = f"{path}[{g}][{s}]"
+                if step.get("name") in seen:
+                    self.add(f"{step_path}.name", f"{step.get('name')!r} is not unique")
+                seen.add(step.get("name"))
+                self.check_call(step, step_path)
+                local = scope | self.loop_scope(step)
+                rest = {k: v for k, v in step.items() if k not in ("name", "template", "inline")}
+                for sub_path, text in _strings(rest, step_path):
+                    self.check_refs(text, local, sub_path)
+                if step.get("when") and not _bare_reference(str(step["when"])):
+                    try:
+                        evaluate_when(REFERENCE.sub("1", str(step["when"])), f"{step_path}.when")
+                    except UsageError as exc:
+                        self.add(f"{step_path}.when", str(exc).split(": ", 1)[-1])
 
     def check_memoize(self, memo: dict[str, Any], path: str) -> None:
         filled = REFERENCE.sub("x", str(memo.get("key", "")))
@@ -159,27 +298,19 @@ class _Checker:
 
     def check_dag(self, template: dict[str, Any], scope: set[str], path: str) -> None:
         tasks = [t for t in (template["dag"].get("tasks") or []) if isinstance(t, dict)]
-        names = {t.get("name"): i for i, t in enumerate(tasks)}
+        names: dict[Any, int] = {}
+        for i, task in enumerate(tasks):
+            if task.get("name") in names:
+                self.add(f"{path}.tasks[{i}].name", f"{task.get('name')!r} is not unique")
+            names.setdefault(task.get("name"), i)
         deps: dict[str, list[str]] = {}
         outputs: set[str] = set()
         for task in tasks:
-            target = self.templates.get(task.get("template"))
-            if target is None:
-                continue
-            _, body = target
-            for out in _params(body.get("outputs")):
-                outputs.add(f"tasks.{task['name']}.outputs.parameters.{out.get('name')}")
-            if "script" in body or "container" in body:
-                outputs.add(f"tasks.{task['name']}.outputs.result")
-            outputs.add(f"tasks.{task['name']}.status")
-            outputs.add(f"tasks.{task['name']}.id")
+            outputs |= self.node_scope("tasks", task)
         for index, task in enumerate(tasks):
             task_path = f"{path}.tasks[{index}]"
             name = str(task.get("name"))
-            if task.get("template") not in self.templates:
-                self.add(
-                    f"{task_path}.template", f"template {task.get('template')!r} does not exist"
-                )
+            self.check_call(task, task_path)
             try:
                 listed = (
                     depends_tasks(str(task["depends"]), task_path)
@@ -193,18 +324,17 @@ class _Checker:
                 if dep not in names:
                     self.add(f"{task_path}.depends", f"task {dep!r} is not in this DAG")
             deps[name] = [d for d in listed if d in names]
-            local = scope | outputs
-            if "withItems" in task or "withParam" in task:
-                local = local | {"item"}
-                for item in task.get("withItems") or []:
-                    if isinstance(item, dict):
-                        local |= {f"item.{k}" for k in item}
+            local = scope | outputs | self.loop_scope(task)
             for sub_path, text in _strings(
-                {k: v for k, v in task.items() if k not in ("name", "template", "depends")},
+                {
+                    k: v
+                    for k, v in task.items()
+                    if k not in ("name", "template", "depends", "inline")
+                },
                 task_path,
             ):
                 self.check_refs(text, local, sub_path)
-            if task.get("when"):
+            if task.get("when") and not _bare_reference(str(task["when"])):
                 try:
                     evaluate_when(REFERENCE.sub("1", str(task["when"])), f"{task_path}.when")
                 except UsageError as exc:
@@ -225,12 +355,16 @@ class _Checker:
                         )
 
     def check_resource(self, resource: dict[str, Any], path: str) -> None:
+        if not resource.get("manifest"):
+            return  # e.g. ``action: delete`` with ``flags`` only
         text = REFERENCE.sub("1", str(resource.get("manifest") or ""))
         try:
             manifest = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             self.add(f"{path}.manifest", f"not YAML: {exc}")
             return
+        if isinstance(manifest, list) and resource.get("action") == "patch":
+            return  # a JSON patch (mergeStrategy: json) is a list of operations
         if not isinstance(manifest, dict):
             self.add(f"{path}.manifest", "must be one mapping")
             return
@@ -244,6 +378,11 @@ class _Checker:
 
                 for sub, message in rayjob_schema_problems(manifest, self.schemas_dir):
                     self.add(f"{path}.manifest:{sub}", f"RayJob upstream CRD {message}")
+
+
+def _bare_reference(when: str) -> bool:
+    """A ``when`` that is one ``{{...}}``: its value (true/false) is only known at run time."""
+    return REFERENCE.fullmatch(when.strip()) is not None
 
 
 def _cycle(deps: dict[str, list[str]]) -> list[str]:
