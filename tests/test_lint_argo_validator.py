@@ -159,6 +159,11 @@ spec:
          "    entrypoint: a\n    synchronization:\n"
          "      semaphore: {configMapKeyRef: {name: s, key: k}}\n",
          "spec.workflowSpec.synchronization.semaphore", "synchronization.semaphores"),
+        ("      container:",
+         "      memoize: {key: k, maxAge: 1h, cache: {configMap: {name: c, key: x}}}\n"
+         "      container:",
+         "spec.workflowSpec.templates[0].memoize.cache.configMap.key",
+         "memoize.cache.configMap.name only"),
     ],
 )  # fmt: skip
 def test_removed_v4_fields_are_named_as_removed(
