@@ -182,3 +182,30 @@ def test_removed_v4_fields_are_named_as_removed(
 def test_vendored_upstream_examples_have_no_findings(example: str) -> None:
     """Every vendored valid Argo v4.1.2 example passes lint with zero findings."""
     assert _messages((EXAMPLES / example).read_text()) == []
+
+
+def test_suite_script_counts_rejected_files(tmp_path: Path) -> None:
+    """scripts/lint_upstream_suites.py lints a git ref's examples and counts rejections."""
+    import json
+    import subprocess
+    import sys
+
+    repo = tmp_path / "suite"
+    (repo / "examples").mkdir(parents=True)
+    (repo / "examples" / "good.yaml").write_text(STEPS)
+    (repo / "examples" / "bad.yaml").write_text(DAG.replace("template: echo", "template: no", 1))
+    (repo / "examples" / "other.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    script = Path(__file__).parents[1] / "scripts" / "lint_upstream_suites.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(repo / ".git"), "HEAD", "examples/"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    ).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary == {"files": 2, "rejected": 1, "rejected_paths": ["examples/bad.yaml"]}
