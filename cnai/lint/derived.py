@@ -130,7 +130,11 @@ def build_schema(family: Family) -> dict[str, Any]:
         defs["Quantity"] = QUANTITY
     for kind, name in data.get("upstream_only_kinds", {}).items():
         defs[kind] = {"$ref": f"#/$defs/{name}"}
-    return {name: _simplify(body, name) for name, body in defs.items()}
+    closed = {name: _simplify(body, name) for name, body in defs.items()}
+    if "Plugin" in closed:
+        # an executor plugin's body is free-form JSON keyed by the plugin's name
+        closed["Plugin"] = {"type": "object"}
+    return closed
 
 
 @lru_cache(maxsize=4)
@@ -168,4 +172,6 @@ def argo_problems(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, str]
     if doc.get("apiVersion") != ARGO_API_VERSION:
         found.append((f"{prefix}.apiVersion" if prefix else "apiVersion",
                       f"must be {ARGO_API_VERSION} for {kind}"))  # fmt: skip
-    return found + schema_problems(_validator(kind), drop_nulls(doc), prefix)
+    from cnai.lint.removed import rename_removed
+
+    return found + rename_removed(schema_problems(_validator(kind), drop_nulls(doc), prefix), kind)
