@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 IMPORTS = (
@@ -84,11 +85,17 @@ print(opened, time.perf_counter() - t)
 
 def timed(code: str, *args: str) -> tuple[float, str]:
     """Run ``code`` in a fresh interpreter; return its wall time and stdout."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
-    elapsed = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="cnai-fixed-costs-") as cwd:
+        # a scratch working directory: MLflow writes artifacts under ./mlruns by default
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=cwd,
+        )
+        elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"failed: {code[:60]!r}: {proc.stderr[-2000:]}")
     return elapsed, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
