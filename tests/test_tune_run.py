@@ -155,6 +155,44 @@ def test_random_search_every_parameter_type_and_medianstop(
     assert all((plots / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
+def test_asha_stops_trials_at_its_rungs_and_logs_them(tmp_path: Path, settings: Settings) -> None:
+    spec = experiment(
+        "random-asha",
+        "random",
+        [
+            double("lr", "0.00001", "0.03", distribution="logUniform"),
+            listed("epochs", "discrete", "3"),
+        ],
+        settings=[("random_state", "5")],
+        earlyStopping={
+            "algorithmName": "asha",
+            "algorithmSettings": [
+                {"name": "grace_period", "value": "1"},
+                {"name": "reduction_factor", "value": "2"},
+            ],
+        },
+        maxTrialCount=6,
+        parallelTrialCount=2,
+    )
+    result = run(tmp_path, settings, spec)
+
+    trials = result["trials"]
+    assert sum(trials.values()) == 6 and trials["failed"] == 0 and trials["killed"] == 0
+    assert trials["early_stopped"] >= 1 and trials["succeeded"] >= 1
+    assert result["trial_epochs"] < 6 * 3
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    for run_ in child_runs(settings, result["parent_run_id"]):
+        history = client.get_metric_history(run_.info.run_id, "val_accuracy")
+        if run_.data.tags["cnai.trial_status"] == "early_stopped":
+            assert len(history) in (1, 2)  # stopped at rung 1 or 2, never at its last epoch
+        else:
+            assert len(history) == 3
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.params["early_stopping"] == "asha"
+
+
 def test_grid_runs_the_grid_in_order_up_to_max_trial_count(
     tmp_path: Path, settings: Settings
 ) -> None:

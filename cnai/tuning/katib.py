@@ -166,6 +166,14 @@ def export_katib(
         "objective": objective,
         "algorithm": algorithm,
     }
+    early = experiment.early_stopping
+    if early is not None and early.algorithm != "medianstop":
+        raise UsageError(
+            f"experiment {experiment.name}: spec.earlyStopping.algorithmName "
+            f"{early.algorithm!r} is a cnai extension that Katib v1beta1 "
+            "does not define (it has only medianstop): use medianstop or drop earlyStopping "
+            "to export"
+        )
     if experiment.early_stopping is not None:
         spec["earlyStopping"] = {
             "algorithmName": "medianstop",

@@ -198,7 +198,12 @@ def start_parent(
     }
     for key, value in experiment.algorithm.settings.items():
         params[f"algorithm.{key}"] = value
-    if experiment.early_stopping is not None:
+    if experiment.early_stopping is not None and experiment.early_stopping.algorithm == "asha":
+        params["early_stopping"] = "asha"
+        params["asha.grace_period"] = experiment.early_stopping.grace_period
+        params["asha.reduction_factor"] = experiment.early_stopping.reduction_factor
+        params["asha.max_t"] = experiment.early_stopping.max_t
+    elif experiment.early_stopping is not None:
         params["early_stopping"] = "medianstop"
         params["medianstop.min_trials_required"] = experiment.early_stopping.min_trials_required
         params["medianstop.start_step"] = experiment.early_stopping.start_step

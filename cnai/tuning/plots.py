@@ -183,12 +183,13 @@ def learning_curves(experiment: Experiment, trials: list[TrialRecord]) -> Figure
             markersize=3,
             alpha=0.8,
         )
-    if experiment.early_stopping is not None:
+    early = experiment.early_stopping
+    if early is not None and early.algorithm == "medianstop":
         ax.axvline(
-            experiment.early_stopping.start_step,
+            early.start_step,
             color="black",
             linestyle=":",
-            label=f"medianstop start_step {experiment.early_stopping.start_step}",
+            label=f"medianstop start_step {early.start_step}",
         )
         ax.legend(loc="best", fontsize="small")
     ax.set_xlabel("epoch")

@@ -4,7 +4,8 @@
   through the train step's epoch loop) in a Ray actor holding one CPU;
 - at most ``parallelTrialCount`` trials run at once, bounded by the CPUs Ray has
   free when the experiment starts;
-- ``medianstop`` is :class:`~cnai.tuning.medianstop.MedianStopScheduler`;
+- ``medianstop`` is :class:`~cnai.tuning.medianstop.MedianStopScheduler`; the
+  cnai-only ``asha`` is :class:`~cnai.tuning.asha.AshaScheduler`;
 - the experiment ends when a finished trial's objective reaches the goal (running
   trials are then killed), when ``maxTrialCount`` trials ran, or when more than
   ``maxFailedTrialCount`` trials failed;
@@ -358,7 +359,15 @@ def run_experiment(
     state = _State(experiment, listeners)
     search, space, samples = build_search(experiment, OBJECTIVE_KEY, parallel)
     scheduler: Any
-    if experiment.early_stopping is not None:
+    if experiment.early_stopping is not None and experiment.early_stopping.algorithm == "asha":
+        from cnai.tuning.asha import AshaScheduler
+
+        es = experiment.early_stopping
+        scheduler = AshaScheduler(
+            es.grace_period, es.reduction_factor, es.max_t, STEP_KEY, PLANNED_KEY
+        )
+        state.early_stopped = scheduler.early_stopped
+    elif experiment.early_stopping is not None:
         rule = MedianStopRule(
             experiment.early_stopping.min_trials_required,
             experiment.early_stopping.start_step,

@@ -39,6 +39,12 @@ DISTRIBUTIONS = ("uniform", "logUniform")
 METRIC_STRATEGIES = ("min", "max", "latest")
 DEFAULT_PARALLEL_TRIAL_COUNT = 3  # Katib's default
 MEDIANSTOP_DEFAULTS = {"min_trials_required": 3, "start_step": 4}  # Katib's defaults
+ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3, "max_t": 100}
+"""Defaults of the cnai-only ``asha`` early-stopping algorithm (not in Katib v1beta1)."""
+EARLY_STOPPING_SETTINGS = {"medianstop": MEDIANSTOP_DEFAULTS, "asha": ASHA_DEFAULTS}
+"""Supported ``earlyStopping.algorithmName`` values and their settings' defaults."""
+CNAI_ONLY_EARLY_STOPPING = ("asha",)
+"""Early-stopping algorithms that are cnai extensions: Katib v1beta1 defines only medianstop."""
 DEFAULT_MAX_GRID_POINTS = 100_000
 """Default bound on a grid's size and on the values of any one enumerated parameter."""
 MAX_GRID_ENV = "CNAI_TUNE_MAX_GRID_POINTS"
@@ -221,12 +227,20 @@ class Algorithm:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Katib ``medianstop`` settings (``spec.earlyStopping``)."""
+    """Early-stopping settings (``spec.earlyStopping``): Katib ``medianstop`` or cnai ``asha``."""
 
     min_trials_required: int = MEDIANSTOP_DEFAULTS["min_trials_required"]
-    """Completed trials needed before any trial is stopped."""
+    """medianstop: completed trials needed before any trial is stopped."""
     start_step: int = MEDIANSTOP_DEFAULTS["start_step"]
-    """First step (epoch, 1-based) at which a trial may be stopped."""
+    """medianstop: first step (epoch, 1-based) at which a trial may be stopped."""
+    algorithm: str = "medianstop"
+    """``algorithmName``: ``medianstop`` (Katib) or ``asha`` (a cnai extension)."""
+    grace_period: int = ASHA_DEFAULTS["grace_period"]
+    """asha: steps every trial runs before its first promotion decision (the first rung)."""
+    reduction_factor: int = ASHA_DEFAULTS["reduction_factor"]
+    """asha: only the top 1/reduction_factor of trials at a rung go on to the next."""
+    max_t: int = ASHA_DEFAULTS["max_t"]
+    """asha: rungs are grace_period * reduction_factor**k below this many steps."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +274,7 @@ class Experiment:
     max_failed_trial_count: int | None = None
     """``spec.maxFailedTrialCount``; None: failed trials never fail the experiment."""
     early_stopping: EarlyStopping | None = None
-    """``spec.earlyStopping`` (medianstop), or None."""
+    """``spec.earlyStopping`` (medianstop, or the cnai-only asha), or None."""
     namespace: str | None = None
     """``metadata.namespace``."""
     resume_policy: str | None = None
@@ -578,22 +592,34 @@ def _early_stopping(f: _Fields, raw: Any) -> EarlyStopping | None:
     if raw is None:
         return None
     es = f.mapping(raw, path, ("algorithmName", "algorithmSettings"))
-    if es.get("algorithmName") != "medianstop":
+    name = es.get("algorithmName")
+    if name not in EARLY_STOPPING_SETTINGS:
         raise f.fail(
             f"{path}.algorithmName",
-            f"{es.get('algorithmName')!r} is not supported (supported: medianstop)",
+            f"{name!r} is not supported (supported: {', '.join(EARLY_STOPPING_SETTINGS)})",
         )
-    values = dict(MEDIANSTOP_DEFAULTS)
+    defaults = EARLY_STOPPING_SETTINGS[name]
+    values = dict(defaults)
     for i, item in enumerate(f.sequence(es.get("algorithmSettings") or [], path)):
         item_path = f"{path}.algorithmSettings[{i}]"
         entry = f.mapping(item, item_path, ("name", "value"))
         key = f.string(entry.get("name"), f"{item_path}.name")
-        if key not in MEDIANSTOP_DEFAULTS:
+        if key not in defaults:
             raise f.fail(
                 f"{item_path}.name",
-                f"{key!r} is not a medianstop setting (min_trials_required, start_step)",
+                f"{key!r} is not a {name} setting ({', '.join(defaults)})",
             )
-        values[key] = f.integer(entry.get("value"), f"{item_path}.value", 1)
+        minimum = 2 if key == "reduction_factor" else 1
+        values[key] = f.integer(entry.get("value"), f"{item_path}.value", minimum)
+    if name == "asha":
+        if values["max_t"] <= values["grace_period"]:
+            raise f.fail(f"{path}.algorithmSettings", "asha needs max_t > grace_period")
+        return EarlyStopping(
+            algorithm="asha",
+            grace_period=values["grace_period"],
+            reduction_factor=values["reduction_factor"],
+            max_t=values["max_t"],
+        )
     return EarlyStopping(values["min_trials_required"], values["start_step"])
 
 
