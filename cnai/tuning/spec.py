@@ -53,17 +53,10 @@ MAX_GRID_ENV = "CNAI_TUNE_MAX_GRID_POINTS"
 
 def max_grid_points(environ: Mapping[str, str] | None = None) -> int:
     """The bound set by ``CNAI_TUNE_MAX_GRID_POINTS`` (an integer >= 1)."""
+    from cnai.config import env_int
+
     env = os.environ if environ is None else environ
-    raw = env.get(MAX_GRID_ENV)
-    if raw is None or raw == "":
-        return DEFAULT_MAX_GRID_POINTS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"{MAX_GRID_ENV} {raw!r}: must be an integer >= 1")
-    return value
+    return env_int(env, MAX_GRID_ENV, DEFAULT_MAX_GRID_POINTS)
 
 
 PyType = type
