@@ -168,11 +168,16 @@ def _start_gateway(home: Path, launcher: list[str]) -> tuple[subprocess.Popen[by
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    return process, wait_for_gateway(process, home)
+
+
+def wait_for_gateway(process: subprocess.Popen[bytes], home: Path) -> str:
+    """The URL a starting ``cnai events serve`` of ``home`` writes to its state file."""
     state = home / "events" / "gateway.json"
     deadline = time.time() + 60
     while time.time() < deadline:
         if state.exists() and state.read_text().strip():
-            return process, str(json.loads(state.read_text())["url"])
+            return str(json.loads(state.read_text())["url"])
         if process.poll() is not None:
             raise RuntimeError("gateway exited at start-up")
         time.sleep(0.05)

@@ -37,6 +37,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.events import wait_for_gateway  # noqa: E402
 from cnai.events.signature import github_signature  # noqa: E402
 
 SECRET = "soak-secret"
@@ -97,16 +98,7 @@ def _start(home: Path, record: Path) -> tuple[subprocess.Popen[bytes], str]:
     command += ["--port", "0", "--launcher", f"{sys.executable} {script}"]
     stderr = (home / "gateway.stderr").open("wb")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    state = home / "events" / "gateway.json"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if state.exists() and state.read_text().strip():
-            return process, str(json.loads(state.read_text())["url"])
-        if process.poll() is not None:
-            raise RuntimeError("gateway exited at start-up")
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("gateway did not start")
+    return process, wait_for_gateway(process, home)
 
 
 async def _slow(host: str, port: int, seconds: float) -> str | int:
