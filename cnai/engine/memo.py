@@ -7,10 +7,8 @@ template's ``maxAge`` are ignored, as in Argo. Only Succeeded nodes are saved.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -18,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnai.errors import CnaiError, UsageError
+from cnai.engine.store import write_json_atomically
+from cnai.errors import UsageError
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 """Argo v4's memoization key rule (workflow/controller/cache)."""
@@ -55,16 +54,8 @@ class MemoCache:
 
     @staticmethod
     def _write(path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise CnaiError(
-                f"cannot write memoization cache {path}: {exc.strerror or exc}"
-            ) from None
+        text = json.dumps(data, indent=1, sort_keys=True)
+        write_json_atomically(path, text, "memoization cache")
 
     def load(self, name: str, key: str, max_age_seconds: float) -> dict[str, Any] | None:
         """The cached outputs for ``key`` when present and younger than ``max_age_seconds``."""

@@ -25,6 +25,22 @@ RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 FINISHED = ("Succeeded", "Failed", "Error")
 
 
+def write_json_atomically(path: Path, text: str, what: str) -> None:
+    """Replace ``path`` with ``text`` in one step (a temporary file, then a rename).
+
+    CnaiError naming ``what`` and ``path`` (one line) when it cannot be written; no
+    temporary file is left behind.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CnaiError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
 class CorruptRecordError(CnaiError):
     """A ``run.json`` that is not a run record (truncated, hand-edited, not an object)."""
 
@@ -91,17 +107,8 @@ class RunStore:
 
         CnaiError (one line) when it cannot be written; no temporary file is left.
         """
-        folder = self.path(record["run_id"])
-        tmp = folder / f"run.json.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            tmp.write_text(json.dumps(record, indent=1, default=str))
-            os.replace(tmp, folder / "run.json")
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise CnaiError(
-                f"cannot write run record {folder / 'run.json'}: {exc.strerror or exc}"
-            ) from None
+        path = self.path(record["run_id"]) / "run.json"
+        write_json_atomically(path, json.dumps(record, indent=1, default=str), "run record")
 
     def load(self, run_id: str) -> dict[str, Any]:
         """The record of run ``run_id``.
