@@ -43,10 +43,10 @@ BASELINE = """
 import sys
 from cnai.config import load_settings
 from cnai.progress import Progress
-from steps.ingest import ingest
-from steps.tune import tune
-from steps.train import train
-from steps.register import register
+from cnai.ingest import ingest
+from cnai.tuning.step import tune
+from cnai.training.step import train
+from cnai.registry.register import register
 
 settings = load_settings(sys.argv[1], environ={})
 quiet = Progress(quiet=True)

@@ -50,13 +50,13 @@ def prepare(home: Path, env: dict[str, str]) -> np.ndarray:
 
     from cnai.catalog import data_version, load_table
     from cnai.config import load_settings
+    from cnai.ingest import ingest
     from cnai.model_io import log_classifier
     from cnai.progress import Progress
+    from cnai.registry.register import register
     from cnai.tracking import configure, ensure_experiment
     from cnai.training.data import read_split
-    from steps.ingest import ingest
     from steps.models import digits_cnn
-    from steps.register import register
 
     settings = load_settings(home, environ=env)
     quiet = Progress(quiet=True)

@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from cnai.config import load_settings
+    from cnai.ingest import ingest
     from cnai.progress import Progress
-    from steps.ingest import ingest
-    from steps.tune import tune
+    from cnai.tuning.step import tune
 
     with tempfile.TemporaryDirectory(prefix="cnai-bench-tune-") as tmp:
         home = Path(tmp) / "home"

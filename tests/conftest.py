@@ -103,8 +103,8 @@ def schemas_dir() -> Path:
 def digits_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home whose cnai.digits table holds the default digits data (ingested once)."""
     from cnai.config import load_settings
+    from cnai.ingest import ingest
     from cnai.progress import Progress
-    from steps.ingest import ingest
 
     home = tmp_path_factory.mktemp("digits-home")
     ingest(settings=load_settings(home, environ={}), progress=Progress(quiet=True))

@@ -40,7 +40,7 @@ def test_file_replaced_while_ingesting_never_lands_twice(
     Before the fix the snapshot recorded the old file's fingerprint with the new file's
     rows, so ingesting the (unchanged) folder again added those rows a second time.
     """
-    import steps.ingest as ingest_step
+    import cnai.ingest as ingest_step
 
     source = write_parquet(tmp_path / "src" / "batch.parquet", digits_batch(20, seed=1))
     replacement = write_parquet(tmp_path / "next.parquet", digits_batch(30, seed=2))
@@ -69,7 +69,7 @@ def test_file_changed_in_place_while_ingesting_fails_and_commits_nothing(
     tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Item 20: a file rewritten in place after hashing fails the ingest (exit 1), nothing lands."""
-    import steps.ingest as ingest_step
+    import cnai.ingest as ingest_step
 
     run_ingest(tmp_home, write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=3)))
     before = snapshot_count(tmp_home)
@@ -115,7 +115,7 @@ def _committed_files(home: Path) -> set[str]:
 _KILL_DURING_STAGING = """
 import os, signal, sys
 import cnai.sources
-import steps.ingest as ingest_step
+import cnai.ingest as ingest_step
 from cnai.config import load_settings
 from cnai.progress import Progress
 
@@ -293,8 +293,8 @@ def test_huge_grid_is_refused_without_being_built(
 
 def test_grid_size_is_the_product_and_the_limit_is_a_setting() -> None:
     """Item 22: the grid size is computed from counts; the bound comes from the setting."""
+    from cnai.training.step import HYPERPARAMETERS
     from cnai.tuning.spec import max_grid_points, parse_experiment
-    from steps.train import HYPERPARAMETERS
 
     parameters = [
         {"name": "hidden", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "400"}},
@@ -314,8 +314,8 @@ def test_grid_size_is_the_product_and_the_limit_is_a_setting() -> None:
 
 def test_random_search_over_a_huge_stepped_range_is_refused(tmp_home: Path) -> None:
     """Item 22: random sampling of a stepped range lists its values; bounded the same way."""
+    from cnai.training.step import HYPERPARAMETERS
     from cnai.tuning.spec import parse_experiment
-    from steps.train import HYPERPARAMETERS
 
     space = {"min": "1", "max": "1000000000", "step": "2"}
     spec = _experiment(
@@ -331,7 +331,7 @@ def test_long_feasible_space_list_is_checked_in_linear_time(tmp_path: Path) -> N
     """Item 22: 100,000 listed values parse in seconds (the quadratic check took minutes)."""
     script = (
         "from cnai.tuning.spec import parse_experiment\n"
-        "from steps.train import HYPERPARAMETERS\n"
+        "from cnai.training.step import HYPERPARAMETERS\n"
         "import json, sys\n"
         "spec = json.load(open(sys.argv[1]))\n"
         "e = parse_experiment(spec, HYPERPARAMETERS)\n"
@@ -533,7 +533,7 @@ def test_register_names_the_run_whose_model_files_are_missing(registry_home: Any
 
     from cnai.errors import UsageError
     from cnai.progress import Progress
-    from steps.register import register
+    from cnai.registry.register import register
 
     run_id, files = _logged_run(registry_home, 0)
     shutil.rmtree(files)
@@ -550,7 +550,7 @@ def test_register_names_the_champion_whose_model_files_are_missing(registry_home
     import shutil
 
     from cnai.progress import Progress
-    from steps.register import register
+    from cnai.registry.register import register
 
     quiet = Progress(quiet=True)
     first, files = _logged_run(registry_home, 0)

@@ -17,8 +17,8 @@ import pytest
 from cnai.catalog import FINGERPRINTS_KEY, load_table
 from cnai.config import DIGITS_FEATURES, load_settings
 from cnai.errors import UsageError
+from cnai.ingest import ingest
 from cnai.progress import Progress
-from steps.ingest import ingest
 from tests.conftest import REPO, run_cli
 
 QUIET = Progress(quiet=True)
@@ -326,8 +326,8 @@ def test_commit_from_a_stale_table_rechecks_fingerprints(
     state taken before the winner committed, so its first commit conflicts, and the
     retry must re-check fingerprints rather than re-apply the append.
     """
+    from cnai.ingest import _commit, _stage
     from cnai.sources import resolve_source
-    from steps.ingest import _commit, _stage
 
     settings = load_settings(ingested_home, environ={})
     stale = load_table(settings)

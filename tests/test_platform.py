@@ -253,7 +253,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 from mlflow import MlflowClient
 from cnai.progress import Progress
-from steps.register import register
+from cnai.registry.register import register
 
 run_id, model, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 original = MlflowClient.create_model_version

@@ -70,7 +70,7 @@ class Store:
 
     def register(self, run: dict[str, Any], model: str, **kwargs: Any) -> dict[str, Any]:
         """Run the register step in this process."""
-        from steps.register import register
+        from cnai.registry.register import register
 
         return register(
             run["run_id"], model, settings=self.settings, progress=Progress(quiet=True), **kwargs
@@ -111,7 +111,7 @@ def store(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Store:
     """A store of each kind with a weak and a strong training run."""
-    from steps.train import train
+    from cnai.training.step import train
 
     if request.param == "postgres":
         server: MlflowServer = request.getfixturevalue("mlflow_pg_server")
@@ -256,12 +256,12 @@ RACE_SCRIPT = """
 import json, multiprocessing as mp, sys
 from cnai.config import load_settings
 from cnai.progress import Progress
-import steps.register, mlflow.pyfunc, torch, pyiceberg.catalog.sql
+import cnai.registry.register, mlflow.pyfunc, torch, pyiceberg.catalog.sql
 
 def racer(barrier, queue, index, run_id, model):
     barrier.wait()
     try:
-        result = steps.register.register(run_id, model, settings=load_settings(),
+        result = cnai.registry.register.register(run_id, model, settings=load_settings(),
                                          progress=Progress(quiet=True))
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
@@ -539,7 +539,7 @@ class _FlakyProxy:
 def test_mlflow_errors_are_retried_and_a_lost_create_response_is_not_duplicated(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.register import register
+    from cnai.registry.register import register
 
     proxy = _FlakyProxy(store.env["CNAI_MLFLOW_TRACKING_URI"])
     try:

@@ -49,7 +49,7 @@ class Registry:
 
     def register(self, quality: str) -> dict[str, Any]:
         """Run the real register step (gate included) on one run."""
-        from steps.register import register
+        from cnai.registry.register import register
 
         return register(
             self.runs[quality], MODEL, settings=self.settings, progress=Progress(quiet=True)

@@ -256,12 +256,12 @@ def test_outside_a_cluster_or_without_a_champion_nothing_is_done(tmp_path: Path)
 def test_the_register_task_follows_the_champion_it_reports(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import steps.register
+    import cnai.registry.register
     from pipelines import tasks
 
     seen: list[tuple[str, Any]] = []
     monkeypatch.setattr(
-        steps.register,
+        cnai.registry.register,
         "register",
         lambda *a, **k: {
             "model_name": "digits-classifier",

@@ -122,7 +122,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
 ) -> None:
     """In-process (reusing the session's Ray) to save a subprocess start-up."""
     from cnai.progress import Progress
-    from steps.train import train
+    from cnai.training.step import train
 
     token = f"sha-{uuid.uuid4().hex[:12]}"
     # Rank 1 SIGKILLs itself at the start of epoch 4 (0-based 3), first attempt only.
@@ -152,7 +152,7 @@ def test_runtime_failure_marks_the_run_failed(
 ) -> None:
     from cnai.errors import CnaiError
     from cnai.progress import Progress
-    from steps.train import train
+    from cnai.training.step import train
 
     token = f"sha-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("CNAI_TRAIN_FAULT", "0:0")

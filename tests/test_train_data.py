@@ -13,11 +13,11 @@ import yaml
 from cnai.catalog import ensure_table, load_table, open_catalog
 from cnai.config import Settings, load_settings
 from cnai.errors import CnaiError, UsageError
+from cnai.ingest import ingest
 from cnai.progress import Progress
 from cnai.training.checkpoint import KEEP, load_latest, save_checkpoint
 from cnai.training.data import load_partition, plan_partitions, read_split
-from steps.ingest import ingest
-from steps.train import HYPERPARAMETERS, run_trial
+from cnai.training.step import HYPERPARAMETERS, run_trial
 
 
 def _settings(home: Path) -> Settings:

@@ -12,10 +12,10 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from cnai.errors import UsageError
+from cnai.training.step import HYPERPARAMETERS
 from cnai.tuning import katib
 from cnai.tuning.asha import AshaScheduler
 from cnai.tuning.spec import EarlyStopping, parse_experiment
-from steps.train import HYPERPARAMETERS
 from tests.test_tune_spec import base_spec
 
 

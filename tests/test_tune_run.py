@@ -17,7 +17,7 @@ from cnai.config import Settings, load_settings
 from cnai.errors import CnaiError
 from cnai.progress import Progress
 from cnai.tuning.mlflow_log import TUNE_EXPERIMENT
-from steps.tune import tune
+from cnai.tuning.step import tune
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -296,7 +296,7 @@ def test_exported_trial_command_trains_and_prints_katib_metrics(digits_home: Pat
     import sys
 
     from cnai.tuning.katib import METRICS_FORMAT, export_katib
-    from steps.tune import load
+    from cnai.tuning.step import load
 
     job = export_katib(load())["spec"]["trialTemplate"]["trialSpec"]
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -321,7 +321,7 @@ def test_exported_trial_command_trains_and_prints_katib_metrics(digits_home: Pat
 
 
 def test_default_spec_through_the_cli_reaches_095(digits_home: Path, ray_address: str) -> None:
-    from steps.tune import load
+    from cnai.tuning.step import load
 
     result = run_cli(["tune", "--json"], digits_home, env={"RAY_ADDRESS": ray_address})
     assert result.returncode == 0, result.stderr[-2000:]

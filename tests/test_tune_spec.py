@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from cnai.errors import UsageError
+from cnai.training.step import HYPERPARAMETERS
 from cnai.tuning import katib
 from cnai.tuning.medianstop import MedianStopRule, MedianStopScheduler
 from cnai.tuning.space import grid_points, optuna_space, ray_space
 from cnai.tuning.spec import parse_experiment
+from cnai.tuning.step import default_experiment, fixed_args, load
 from cnai.tuning.trial import metrics_line, parse_hparams
-from steps.train import HYPERPARAMETERS
-from steps.tune import default_experiment, fixed_args, load
 from tests.conftest import run_cli
 
 

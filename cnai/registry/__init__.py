@@ -1,6 +1,6 @@
 """Model registry: lineage tags, the champion/challenger gate and safe MLflow access.
 
-``steps.register`` composes these pieces:
+``cnai.registry.register`` composes these pieces:
 
 - :mod:`cnai.registry.retry`: bounded retries with backoff around every MLflow call;
 - :mod:`cnai.registry.lock`: a per-model mutex kept in the registry itself;

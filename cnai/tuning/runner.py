@@ -1,6 +1,6 @@
 """Run a validated Experiment's trials on Ray Tune, with Katib's semantics.
 
-- each trial runs ``steps.train.run_trial`` (single worker, in-process training
+- each trial runs ``cnai.training.step.run_trial`` (single worker, in-process training
   through the train step's epoch loop) in a Ray actor holding one CPU;
 - at most ``parallelTrialCount`` trials run at once, bounded by the CPUs Ray has
   free when the experiment starts;
@@ -39,7 +39,7 @@ STEP_KEY = "epoch"
 """Result key: the 1-based step (epoch) of a report."""
 PLANNED_KEY = "cnai_steps_planned"
 """Result key: how many steps the trial runs unless stopped (its last step's number)."""
-DEFAULT_TRIAL_FN = "steps.train:run_trial"
+DEFAULT_TRIAL_FN = "cnai.training.step:run_trial"
 
 SUCCEEDED, EARLY_STOPPED, FAILED, KILLED, RUNNING = (
     "succeeded",

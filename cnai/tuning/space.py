@@ -15,7 +15,7 @@ Katib algorithm             executed by
 ==========================  ===============================================================
 
 Search-space keys are the train step's hyperparameter names, so a sampled config
-is directly the ``hparams`` of ``steps.train.run_trial``.
+is directly the ``hparams`` of ``cnai.training.step.run_trial``.
 """
 
 from __future__ import annotations

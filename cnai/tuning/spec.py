@@ -376,7 +376,7 @@ def parse_experiment(
     """Validate a Katib Experiment mapping against the supported subset.
 
     ``hyperparameters`` maps each train step hyperparameter name to its Python type
-    (:data:`steps.train.HYPERPARAMETERS`); every search parameter must set one.
+    (:data:`cnai.training.step.HYPERPARAMETERS`); every search parameter must set one.
     ``max_grid`` bounds the grid size and the values of any parameter cnai lists
     (default: ``CNAI_TUNE_MAX_GRID_POINTS``, else :data:`DEFAULT_MAX_GRID_POINTS`).
     """

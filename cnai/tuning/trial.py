@@ -70,10 +70,10 @@ def run(
     parser.add_argument("--snapshot-id", type=int, default=None)
     args = parser.parse_args(argv)
     stream = out or sys.stdout
-    from steps.train import HYPERPARAMETERS
+    from cnai.training.step import HYPERPARAMETERS
 
     if trial_fn is None:
-        from steps.train import run_trial
+        from cnai.training.step import run_trial
 
         trial_fn = run_trial
     hparams = parse_hparams(args.hparam, HYPERPARAMETERS)

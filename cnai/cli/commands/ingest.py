@@ -29,6 +29,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: run the ingest step with the context's settings."""
-    from steps.ingest import ingest
+    from cnai.ingest import ingest
 
     return ingest(args.source, args.table, settings=ctx.settings, progress=ctx.progress)

@@ -39,7 +39,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: run the register step with the context's settings."""
-    from steps.register import register as register_step
+    from cnai.registry.register import register as register_step
 
     return register_step(
         args.run_id,

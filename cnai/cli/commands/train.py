@@ -25,7 +25,12 @@ def _model_param(text: str) -> tuple[str, Any]:
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``train`` command."""
-    from steps.train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_RESTARTS
+    from cnai.training.step import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_EPOCHS,
+        DEFAULT_LR,
+        DEFAULT_MAX_RESTARTS,
+    )
 
     parser = subparsers.add_parser(
         "train",
@@ -79,7 +84,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: run the train step with the context's settings."""
-    from steps.train import train
+    from cnai.training.step import train
 
     model_params = dict(args.model_param)
     for name in ("channels", "hidden", "dropout"):

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         from cnai.errors import UsageError
 
         raise UsageError("--image and --namespace only apply with --export-katib")
-    from steps.tune import tune
+    from cnai.tuning.step import tune
 
     return tune(
         args.experiment,
@@ -69,7 +69,7 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     """Write the Katib Experiment resource; returns what was written."""
     from cnai.errors import UsageError
     from cnai.tuning.katib import DEFAULT_IMAGE, dump, export_katib
-    from steps.tune import fixed_args, load
+    from cnai.tuning.step import fixed_args, load
 
     spec = load(args.experiment)
     table, snapshot_id = fixed_args(spec, args.table, args.snapshot_id)

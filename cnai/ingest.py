@@ -1,0 +1,358 @@
+"""Ingest step: Parquet/CSV files -> one validated, idempotent Iceberg snapshot.
+
+Every source file is opened once and fingerprinted by content through that handle
+(cnai.sources.pinned), so the fingerprint describes exactly the bytes staged; a
+file changed in place meanwhile fails the ingest. Files whose fingerprint is already
+in the table's lineage are skipped; the rest are validated against the data
+contract (cnai.contract) while being streamed into Parquet data files under the
+table's location, and are then committed together as one append snapshot whose
+summary records their fingerprints. A violation anywhere, or SIGTERM, removes the
+staged files and commits nothing (SIGTERM during the commit itself is held until the
+commit is decided). Files staged by killed attempts are collected at the next ingest
+(cnai.staging). A concurrent commit is retried here, after a refresh that re-checks
+fingerprints (PyIceberg's own blind retry is switched off for it), so no file is lost
+or ingested twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cnai.catalog import (
+    DATA_VERSION_KEY,
+    FINGERPRINTS_KEY,
+    SOURCES_KEY,
+    arrow_schema,
+    data_version,
+    data_version_of,
+    ensure_table,
+    ingested_fingerprints,
+    lineage,
+    open_catalog,
+    source_schema,
+    total_rows,
+)
+from cnai.config import DatasetSpec, Settings, load_settings
+from cnai.contract import ContractError, check_batch, check_schema
+from cnai.errors import CnaiError
+from cnai.progress import Progress
+from cnai.sources import (
+    PinnedSource,
+    SourceFile,
+    iter_batches,
+    pinned,
+    read_schema,
+    resolve_source,
+)
+from cnai.staging import StagingAttempt, collect_orphans
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+COMMIT_ATTEMPTS = 8
+SEED_FILE = "digits.parquet"
+
+
+@dataclass
+class _Staged:
+    source: SourceFile
+    fingerprint: str
+    path: str
+    rows: int
+    committed: bool = False
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while ingesting; staged files were removed (exit 143)."""
+
+
+class _TermGuard:
+    """Turns SIGTERM into :class:`Terminated`, held back while a commit is deciding.
+
+    Installed only in the main thread (Python delivers signals there); elsewhere it
+    does nothing and the process's own handling applies.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.holding = False
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> _TermGuard:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise Terminated(128 + signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Defer SIGTERM for the block; raise it right after."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise Terminated(128 + signal.SIGTERM)
+
+
+def ingest(
+    source: str | None = None,
+    table: str | None = None,
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Append new source files to the Iceberg table as one snapshot.
+
+    Args:
+        source: a Parquet/CSV file or folder (path, ``file://`` or any PyArrow URI);
+            default: the home's landing folder, seeded with the digits data when empty.
+        table: ``NAMESPACE.NAME``; default: the configured dataset table.
+        settings: where the stores are; default: resolved from the environment.
+        progress: where to report progress; default: plain lines on stderr.
+
+    Returns:
+        The summary documented for ``cnai ingest --json``.
+    """
+    settings = (settings or load_settings()).with_table(table)
+    progress = progress or Progress()
+    spec = settings.dataset
+    if source is None:
+        source = str(seed_landing(settings.landing_dir, progress))
+    files = resolve_source(source)
+    if not files:
+        raise ContractError(f"--source {source}: no .parquet or .csv file found")
+
+    table_obj = ensure_table(open_catalog(settings), spec)
+    try:
+        collected = collect_orphans(table_obj)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # best effort: never blocks ingest
+        progress.info(f"{spec.table}: could not collect files of killed ingests ({exc})")
+        collected = []
+    if collected:
+        progress.info(f"{spec.table}: removed {len(collected)} data file(s) left by killed ingests")
+    previous = table_obj.current_snapshot()
+    already = ingested_fingerprints(table_obj)
+    skipped: list[str] = []
+    seen: set[str] = set()
+    staged: list[_Staged] = []
+    attempt = StagingAttempt(table_obj)
+    with _TermGuard() as guard:
+        try:
+            for file in files:
+                with pinned(file) as pin:
+                    fingerprint = pin.fingerprint()
+                    if fingerprint in already or fingerprint in seen:
+                        skipped.append(file.uri)
+                        continue
+                    seen.add(fingerprint)
+                    staged.append(
+                        _stage_pinned(table_obj, pin, fingerprint, spec, progress, attempt)
+                    )
+            progress.info(
+                f"{spec.table}: {len(staged)} new file(s), {len(skipped)} already ingested"
+            )
+            committed = _commit(table_obj, staged, progress, attempt, guard) if staged else []
+        except BaseException as exc:
+            _discard(table_obj, staged)
+            if isinstance(exc, Terminated):
+                progress.info(f"{spec.table}: terminated; staged files removed, nothing committed")
+            raise
+        finally:
+            attempt.release()
+    skipped += [s.source.uri for s in staged if s not in committed]
+
+    current = table_obj.current_snapshot()
+    changed = bool(committed)
+    return {
+        "table": spec.table,
+        "snapshot_id": current.snapshot_id if current else None,
+        "previous_snapshot_id": previous.snapshot_id if previous else None,
+        "changed": changed,
+        "rows_added": sum(s.rows for s in committed),
+        "total_rows": total_rows(current),
+        "data_version": data_version(table_obj),
+        "files_ingested": [s.source.uri for s in committed],
+        "files_skipped": skipped,
+    }
+
+
+def seed_landing(landing: Path, progress: Progress) -> Path:
+    """Make sure the landing folder holds data; write the digits set when it is empty."""
+    landing.mkdir(parents=True, exist_ok=True)
+    if any(p.suffix.lower() in {".parquet", ".pq", ".parq", ".csv"} for p in landing.rglob("*")):
+        return landing
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    columns: dict[str, Any] = {
+        f"pixel_{i}": pa.array(digits.data[:, i], type=pa.float64()) for i in range(64)
+    }
+    columns["label"] = pa.array(digits.target, type=pa.int64())
+    pq.write_table(pa.table(columns), landing / SEED_FILE)
+    progress.info(
+        f"seeded {landing / SEED_FILE} with the digits data set ({len(digits.target)} rows)"
+    )
+    return landing
+
+
+def _stage(
+    table: Table,
+    file: SourceFile,
+    fingerprint: str | None,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt | None = None,
+) -> _Staged:
+    """Validate ``file`` while streaming it into a new data file under the table.
+
+    The staged file's fingerprint is that of the bytes read (``fingerprint``, the
+    caller's earlier hash, is only a hint and is not trusted).
+    """
+    with pinned(file) as pin:
+        return _stage_pinned(
+            table, pin, pin.fingerprint(), spec, progress, attempt or StagingAttempt(table)
+        )
+
+
+def _stage_pinned(
+    table: Table,
+    pin: PinnedSource,
+    fingerprint: str,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+) -> _Staged:
+    """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
+    file = pin.source
+    target = arrow_schema(spec)
+    declared = {f.name: f.type for f in source_schema(spec)}
+    check_schema(file.uri, read_schema(file, declared, pin), spec)
+    attempt.heartbeat(force=not attempt.lease_written)
+    path = attempt.new_path()
+    staged = _Staged(file, fingerprint, path, 0)
+    try:
+        with table.io.new_output(path).create() as out, pq.ParquetWriter(out, target) as writer:
+            for batch in iter_batches(file, declared, pin):
+                attempt.heartbeat()
+                try:
+                    checked = check_batch(file.uri, batch, spec, staged.rows)
+                except pa.ArrowInvalid as exc:
+                    raise ContractError(
+                        f"{file.uri}: values do not cast safely to the declared types ({exc}) "
+                        "(rule: types equal or safely castable)"
+                    ) from exc
+                writer.write_batch(checked)
+                staged.rows += checked.num_rows
+        pin.check_unchanged()
+    except BaseException:
+        _discard(table, [staged])
+        raise
+    if staged.rows == 0:
+        _discard(table, [staged])
+        raise ContractError(f"{file.uri}: has no rows (rule: at least one row)")
+    progress.info(f"checked {file.uri}: {staged.rows} rows")
+    return staged
+
+
+def _commit(
+    table: Table,
+    staged: list[_Staged],
+    progress: Progress,
+    lease: StagingAttempt | None = None,
+    guard: _TermGuard | None = None,
+) -> list[_Staged]:
+    """Commit staged files as one append; retry on concurrent commits. Returns what landed."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        if lease is not None:
+            lease.heartbeat(force=True)
+        done = ingested_fingerprints(table)
+        keep = [s for s in staged if s.fingerprint not in done]
+        if not keep:
+            _discard(table, staged)  # another writer landed them all first
+            return []
+        properties = {
+            FINGERPRINTS_KEY: json.dumps([s.fingerprint for s in keep]),
+            SOURCES_KEY: json.dumps([s.source.uri for s in keep]),
+            DATA_VERSION_KEY: data_version_of(lineage(table), [s.fingerprint for s in keep]),
+        }
+        try:
+            with guard.hold() if guard else contextlib.nullcontext():
+                with _single_attempt(table).transaction() as tx:
+                    tx.add_files(
+                        [s.path for s in keep],
+                        snapshot_properties=properties,
+                        check_duplicate_files=False,
+                    )
+                for item in keep:
+                    item.committed = True
+        except CommitFailedException as exc:
+            if attempt == COMMIT_ATTEMPTS:
+                raise CnaiError(
+                    f"table {'.'.join(table.name())}: commit failed after {attempt} attempts "
+                    f"of concurrent writers ({exc})"
+                ) from exc
+            delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+            progress.info(f"concurrent commit; retrying in {delay:.2f}s ({attempt})")
+            time.sleep(delay)
+            table.refresh()
+            continue
+        table.refresh()
+        _discard(table, [s for s in staged if s not in keep])
+        return keep
+    return []  # unreachable: the loop returns or raises
+
+
+def _single_attempt(table: Table) -> Table:
+    """A view of ``table`` whose commits PyIceberg does not retry by itself.
+
+    PyIceberg (0.10+) answers a concurrent commit by rebasing the append onto the new
+    head and committing again, which would bypass the fingerprint re-check above and
+    land the same source file twice. The override lives only in this in-memory view:
+    the commit's updates carry no property change, so the table keeps its own
+    ``commit.retry.*`` settings for every other writer.
+    """
+    from pyiceberg.table import Table as IcebergTable
+    from pyiceberg.table import TableProperties
+
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return IcebergTable(
+        table.name(), metadata, table.metadata_location, table.io, table.catalog, table.config
+    )
+
+
+def _discard(table: Table, staged: list[_Staged]) -> None:
+    """Delete staged files that no commit references (committed ones are kept)."""
+    for item in staged:
+        if item.committed:
+            continue
+        with contextlib.suppress(OSError, FileNotFoundError):
+            table.io.delete(item.path)
