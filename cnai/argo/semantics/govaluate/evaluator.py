@@ -114,11 +114,6 @@ def _check_types(symbol: str, left: Any, right: Any) -> None:
         raise _type_error(left, symbol)
 
 
-def _go_string(value: Any) -> str:
-    """``fmt.Sprintf("%v")`` of a value, for string concatenation."""
-    return shown(value)
-
-
 def _deep_equal(left: Any, right: Any) -> bool:
     """``reflect.DeepEqual`` over the values govaluate sees."""
     if type(left) is not type(right):
@@ -152,7 +147,7 @@ def _signed(value: int) -> float:
 def _operate(symbol: str, left: Any, right: Any) -> Any:
     if symbol == "PLUS":
         if _is_string(left) or _is_string(right):
-            return _go_string(left) + _go_string(right)
+            return shown(left) + shown(right)  # fmt.Sprintf("%v%v")
         return left + right
     if symbol == "MINUS":
         return left - right
@@ -261,11 +256,14 @@ def _lookup(parameters: Mapping[str, Any] | None, name: str) -> Any:
     return _sanitize(parameters[name])
 
 
-def _access(path: list[str], parameters: Mapping[str, Any] | None) -> Any:
+def _access(path: list[str], parameters: Mapping[str, Any] | None, call: bool) -> Any:
+    """govaluate's accessor stage: ``p.Field...`` on a struct parameter."""
     value = _lookup(parameters, path[0])
     for previous, name in itertools.pairwise(path):
         if not isinstance(value, GoStruct):
             raise GovaluateError(f"Unable to access '{name}', '{previous}' is not a struct")
+        if call:
+            raise UnsupportedError(f"the method call '{'.'.join(path)}(...)'")
         if name not in value.fields:
             raise GovaluateError(f"No method or field '{name}' present on parameter '{previous}'")
         value = value.fields[name]
@@ -296,8 +294,6 @@ def evaluate(stage: Stage, parameters: Mapping[str, Any] | None) -> Any:
     if right is not _HOLD and stage.right is not None:
         right = evaluate(stage.right, parameters)
     if symbol == "ACCESS":
-        if stage.right is not None:
-            raise UnsupportedError(f"method call on '{'.'.join(stage.payload)}'")
-        return _access(stage.payload, parameters)
+        return _access(stage.payload, parameters, call=stage.right is not None)
     _check_types(symbol, left, right)
     return _operate(symbol, left, right)

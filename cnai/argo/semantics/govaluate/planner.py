@@ -12,7 +12,6 @@ from cnai.argo.semantics.govaluate.tokens import (
     TERNARY,
     GovaluateError,
     Token,
-    UnsupportedError,
 )
 
 _PRECEDENCE = {
@@ -50,9 +49,13 @@ class Stage:
     """One evaluation stage (govaluate's evaluationStage)."""
 
     symbol: str
+    """The operator (``PLUS``, ``AND``...), ``LITERAL``, ``VALUE`` (a parameter) or ``NOOP``."""
     payload: Any = None
+    """The literal value, the parameter name, or the accessor's path."""
     left: Stage | None = None
+    """The left operand."""
     right: Stage | None = None
+    """The right operand (the only one of a prefix or a parenthesized group)."""
 
     def swap_with(self, other: Stage) -> None:
         """Exchange operators (not operands) with ``other``, as govaluate's swapWith."""
@@ -82,13 +85,14 @@ class TokenStream:
         self.index -= 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Level:
+    """One precedence level: its operators, and the levels that parse its operands."""
+
     symbols: Mapping[str, str]
     kinds: tuple[str, ...]
     next: str | None = None
     next_right: str | None = None
-    name: str = ""
 
 
 _LEVELS: dict[str, _Level] = {
@@ -108,35 +112,26 @@ _LEVELS: dict[str, _Level] = {
     "ternary": _Level(TERNARY, ("TERNARY",), "or"),
     "separator": _Level({",": "SEPARATE"}, ("SEPARATOR",), "ternary"),
 }
-for _name, _level in _LEVELS.items():
-    _level.name = _name
 
 
 def _plan(level: str, stream: TokenStream) -> Stage | None:
     if level == "function":
-        return _plan_function(stream)
+        return _plan_accessor(stream)
     spec = _LEVELS[level]
     left = _plan(spec.next, stream) if spec.next else None
-    while stream.has_next():
+    if stream.has_next():
         token = stream.next()
-        if token.kind not in spec.kinds or not isinstance(token.value, str):
-            break
-        symbol = spec.symbols.get(token.value)
-        if symbol is None:
-            break
-        right = _plan(spec.next_right or level, stream)
-        return Stage(symbol, None, left, right)
-    stream.rewind()
+        if token.kind in spec.kinds and isinstance(token.value, str):
+            symbol = spec.symbols.get(token.value)
+            if symbol is not None:
+                return Stage(symbol, None, left, _plan(spec.next_right or level, stream))
+    stream.rewind()  # unconditional, as in govaluate (harmless: the last token is a value)
     return left
 
 
-def _plan_function(stream: TokenStream) -> Stage | None:
-    if not stream.has_next():
-        raise GovaluateError("Unexpected end of expression")
-    token = stream.next()
-    if token.kind == "FUNCTION":  # pragma: no cover - no functions are ever registered
-        raise UnsupportedError("functions")
-    stream.rewind()
+def _plan_accessor(stream: TokenStream) -> Stage | None:
+    """An accessor (``p.Field``) or a value; govaluate's function level comes first, but
+    Argo registers no functions, so the lexer never makes a FUNCTION token."""
     if not stream.has_next():
         return None
     token = stream.next()

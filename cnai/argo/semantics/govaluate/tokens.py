@@ -99,7 +99,7 @@ def _go_float_text(value: float) -> str:
 
 
 def shown(value: Any) -> str:
-    """A value as Go's ``%v`` prints it (close enough for messages)."""
+    """A value as Go's ``%v`` prints it (string concatenation with ``+``, and messages)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -108,6 +108,8 @@ def shown(value: Any) -> str:
         return "<nil>"
     if isinstance(value, list):
         return "[" + " ".join(shown(v) for v in value) + "]"
+    if isinstance(value, Mapping) and not isinstance(value, GoStruct):
+        return "map[" + " ".join(f"{k}:{shown(value[k])}" for k in sorted(value)) + "]"
     if isinstance(value, GoRegex):
         return value.pattern
     return str(value)
