@@ -99,3 +99,16 @@ def test_depends_refuses_anything_but_task_results() -> None:
     for text in ("a.Succeeded == true", "a + b", "a.Succeeded ? b : c"):
         with pytest.raises(UsageError, match=r"only task results|cannot parse depends"):
             evaluate_depends(text, phases, "t")
+
+
+def test_depends_on_an_expanded_task_reads_its_group_phase() -> None:
+    """A task group is Succeeded unless a child failed or errored (dag.go); the old
+    parser read ``X.Succeeded`` as "any child succeeded"."""
+    children = {"a": ["Succeeded", "Failed"], "b": ["Succeeded", "Skipped"]}
+
+    def phases(name: str) -> list[str]:
+        return children[name]
+
+    assert evaluate_depends("a.Succeeded", phases, "t") is False
+    assert evaluate_depends("a.Failed && a.AnySucceeded && !a.AllFailed", phases, "t") is True
+    assert evaluate_depends("b && b.Succeeded", phases, "t") is True

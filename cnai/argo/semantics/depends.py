@@ -77,17 +77,20 @@ def expand_depends(text: str, continue_on: Callable[[str], tuple[bool, bool]] | 
 
 
 def _group_phase(phases: list[str]) -> str:
-    """The phase of a task, or of the task group node over its children's phases."""
+    """The phase of a task, or of its task group node over its children's phases.
+
+    A group is Succeeded unless a child failed or errored; then it takes the phase of
+    the last such child (dag.go, where the TaskGroup node's phase is set).
+    """
     if len(phases) == 1:
         return phases[0]
     if not phases:
         return "Skipped"
-    if all(p in _DONE_OK for p in phases):
-        return "Succeeded"
-    for phase in ("Failed", "Error"):
-        if phase in phases:
-            return phase
-    return "Succeeded"
+    group = "Succeeded"
+    for phase in phases:
+        if phase in ("Failed", "Error"):
+            group = phase
+    return group
 
 
 def _record(phases: list[str]) -> GoStruct:
