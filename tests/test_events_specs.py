@@ -147,9 +147,9 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
         (lambda d: d["spec"]["dependencies"][0]["filters"].update(script="return true"), "script"),
         (
             lambda d: d["spec"]["dependencies"][0]["filters"]["exprs"][0].update(
-                expr="after == '1' ? true : false"
+                expr="len(after) == 1"  # govaluate without functions, as in Argo Events
             ),
-            "unsupported construct",
+            "Undefined function len",
         ),
         (
             lambda d: d["spec"]["triggers"][0]["template"].update(

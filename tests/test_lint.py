@@ -123,3 +123,16 @@ def test_not_a_workflow_and_bad_yaml(
     assert "c.yaml: kind: no schema for example.com/v1 Widget" in stderr
     code, _, stderr = cli(["lint", str(tmp_path / "nope.yaml")], tmp_home, capsys)
     assert code == 2 and "no such file" in stderr
+
+
+def test_when_lint_follows_govaluate(compiled: dict[str, Any]) -> None:
+    """One evaluator (issue 14): lint flags what govaluate rejects, not what it accepts."""
+    doc = copy.deepcopy(compiled)
+    dag = next(t for t in doc["spec"]["templates"] if "dag" in t)["dag"]["tasks"]
+    needed = "{{tasks.ingest.outputs.parameters.needed}}"
+    dag[2]["when"] = f"{needed} in (yes, true) && -1 < 0"  # 'in' and prefix '-': valid Argo
+    assert not [p for p in _paths(doc) if ".when" in p]
+    dag[2]["when"] = f"{needed} =~ '[[:alpha:]]'"  # valid Argo; only `cnai run` refuses it
+    assert not [p for p in _paths(doc) if ".when" in p]
+    dag[2]["when"] = f"{needed} =~ '(?=x)'"  # RE2 has no look-ahead: Argo fails
+    assert [p for p in _paths(doc) if ".when" in p and "Unable to compile regexp" in p]

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnai.argo.semantics.depends import depends_tasks, evaluate_depends
 from cnai.argo.semantics.durations import parse_backoff_duration as parse_duration
 from cnai.argo.semantics.durations import parse_go_duration
 from cnai.argo.semantics.graph import find_cycle
+from cnai.argo.semantics.when import evaluate_when
 from cnai.engine.executors import (
     BAD_INPUT_EXIT_CODE,
     Attempt,
@@ -39,12 +41,7 @@ from cnai.engine.executors import (
     ResourceExecutor,
     TaskContext,
 )
-from cnai.engine.expr import (
-    depends_tasks,
-    evaluate_depends,
-    evaluate_when,
-    substitute,
-)
+from cnai.engine.expr import substitute
 from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
 from cnai.engine.memo import MemoCache, check_key
 from cnai.engine.raylocal import LocalRay

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnai.events.expr import Expr, ExprError, compile_expr
+from cnai.argo.semantics.govaluate import Expression, GovaluateError, compile_expression
 from cnai.events.jsonpath import MISSING, JsonPath, as_bool, as_float, as_string, compile_path
 
 NUMBER_COMPARATORS = ("", "=", "!=", "<", "<=", ">", ">=")
@@ -97,7 +97,7 @@ class DataFilter:
 class ExprFilter:
     """One ``exprs`` filter: an expression over named fields."""
 
-    expr: Expr
+    expr: Expression
     """The compiled expression."""
     fields: tuple[tuple[str, JsonPath], ...]
     """(parameter name, path) pairs."""
@@ -112,7 +112,7 @@ class ExprFilter:
             parameters[name] = value
         try:
             result = self.expr.evaluate(parameters)
-        except ExprError as exc:
+        except GovaluateError as exc:
             return Decision(False, f"expr error: {exc}")
         if result is True:
             return Decision(True)
@@ -254,8 +254,8 @@ def _compile_data(raw: Mapping[str, Any], where: str) -> DataFilter:
 
 def _compile_expr(raw: Mapping[str, Any], where: str) -> ExprFilter:
     try:
-        expr = compile_expr(str(raw.get("expr") or ""))
-    except ExprError as exc:
+        expr = compile_expression(str(raw.get("expr") or ""))
+    except GovaluateError as exc:
         raise FilterSpecError(f"{where}.expr: {exc}") from exc
     fields = []
     for i, field in enumerate(raw.get("fields") or []):
