@@ -6,6 +6,8 @@ import json
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnai.argo.semantics import gojson
 from cnai.argo.semantics.gjson import Kind, PathError, compile_path, format_float, unescape
@@ -141,3 +143,41 @@ def test_filters_and_parameters_read_the_event_text() -> None:
     assert resolve("body.big") == "12345678901234567890"
     template = {"src": {"dependencyName": "d", "dataTemplate": "{{ .Input.body.n }}"}, "dest": "a"}
     assert compile_parameter(template, "p").resolve({"d": text}) == "1e-07"  # Go's %v
+
+
+_KEYS = st.text(alphabet="abcxyz_-0123456789", min_size=1, max_size=6)
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.text(max_size=12),
+)
+_DOCS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+def _leaves(value: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, (*path, str(i)))]
+    return [(path, value)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=st.dictionaries(_KEYS, _DOCS, min_size=1, max_size=4), ascii_only=st.booleans())
+def test_every_leaf_of_any_document_reads_back(doc: dict[str, object], ascii_only: bool) -> None:
+    """Scanning the raw text finds every leaf json.dumps wrote, escapes and all."""
+    text = json.dumps(doc, ensure_ascii=ascii_only, indent=1 if ascii_only else None)
+    for path, value in _leaves(doc):
+        result = compile_path(".".join(path)).get(text)
+        assert result.exists()
+        if value is None:
+            assert result.kind == Kind.NULL and result.raw == "null"
+        elif isinstance(value, bool):
+            assert result.string() == ("true" if value else "false")
+        else:
+            assert result.string() == str(value)
