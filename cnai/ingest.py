@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tenacity import RetryCallState
 
 from cnai.catalog import (
     DATA_VERSION_KEY,
@@ -49,6 +48,7 @@ from cnai.config import DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
 from cnai.errors import CnaiError
 from cnai.progress import Progress
+from cnai.retrying import commit_policy
 from cnai.sources import (
     PinnedSource,
     SourceFile,
@@ -62,7 +62,6 @@ from cnai.staging import StagingAttempt, collect_orphans
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-COMMIT_ATTEMPTS = 8
 SEED_FILE = "digits.parquet"
 
 
@@ -290,7 +289,13 @@ def _commit(
     """Commit staged files as one append; retry on concurrent commits. Returns what landed."""
     from pyiceberg.exceptions import CommitFailedException
 
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+    tries = 0
+
+    def attempt() -> list[_Staged]:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
+            table.refresh()  # after the pause: the state the winner left
         if lease is not None:
             lease.heartbeat(force=True)
         done = ingested_fingerprints(table)
@@ -303,31 +308,32 @@ def _commit(
             SOURCES_KEY: json.dumps([s.source.uri for s in keep]),
             DATA_VERSION_KEY: data_version_of(lineage(table), [s.fingerprint for s in keep]),
         }
-        try:
-            with guard.hold() if guard else contextlib.nullcontext():
-                with _single_attempt(table).transaction() as tx:
-                    tx.add_files(
-                        [s.path for s in keep],
-                        snapshot_properties=properties,
-                        check_duplicate_files=False,
-                    )
-                for item in keep:
-                    item.committed = True
-        except CommitFailedException as exc:
-            if attempt == COMMIT_ATTEMPTS:
-                raise CnaiError(
-                    f"table {'.'.join(table.name())}: commit failed after {attempt} attempts "
-                    f"of concurrent writers ({exc})"
-                ) from exc
-            delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-            progress.info(f"concurrent commit; retrying in {delay:.2f}s ({attempt})")
-            time.sleep(delay)
-            table.refresh()
-            continue
+        with guard.hold() if guard else contextlib.nullcontext():
+            with _single_attempt(table).transaction() as tx:
+                tx.add_files(
+                    [s.path for s in keep],
+                    snapshot_properties=properties,
+                    check_duplicate_files=False,
+                )
+            for item in keep:
+                item.committed = True
         table.refresh()
         _discard(table, [s for s in staged if s not in keep])
         return keep
-    return []  # unreachable: the loop returns or raises
+
+    def give_up(exc: BaseException, attempts: int) -> CnaiError:
+        return CnaiError(
+            f"table {'.'.join(table.name())}: commit failed after {attempts} attempts "
+            f"of concurrent writers ({exc})"
+        )
+
+    def announce(state: RetryCallState) -> None:
+        progress.info(
+            f"concurrent commit; retrying in {state.upcoming_sleep:.2f}s ({state.attempt_number})"
+        )
+
+    conflict = lambda exc: isinstance(exc, CommitFailedException)  # noqa: E731
+    return commit_policy(conflict, give_up, announce)(attempt)
 
 
 def _single_attempt(table: Table) -> Table:

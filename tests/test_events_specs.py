@@ -158,8 +158,10 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
             "conditions",
         ),
         (
-            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(path="body.re*"),
-            "wildcard",
+            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(
+                path='body.commits.#(id=="x").id'
+            ),
+            "query",
         ),
         (
             lambda d: d["spec"]["triggers"][0]["template"]["argoWorkflow"]["parameters"][1][

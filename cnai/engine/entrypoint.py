@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib
 import inspect
 import json
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 from cnai.engine.badinput import report_bad_input
 from cnai.errors import CnaiError, UsageError
+from cnai.resolve import resolve_callable
 
 
 def encode_params(params: dict[str, Any]) -> str:
@@ -68,14 +68,7 @@ def _convert(text: str, hint: Any, name: str) -> Any:
 
 def resolve(target: str) -> Callable[..., Any]:
     """``module:function`` as the function; UsageError when it cannot be imported."""
-    module_name, sep, function = target.partition(":")
-    if not sep:
-        raise UsageError(f"{target!r}: expected MODULE:FUNCTION")
-    try:
-        found: Callable[..., Any] = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"{target!r}: cannot import ({exc})") from exc
-    return found
+    return resolve_callable(target, what="step entrypoint")
 
 
 def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]:

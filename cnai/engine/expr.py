@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cnai.argo.semantics.gjson import Kind, PathError, Result, compile_path
 from cnai.errors import UsageError
 
 REFERENCE = re.compile(r"\{\{\s*(=?)\s*([^{}]*?)\s*\}\}")
@@ -85,15 +85,12 @@ def _split_requirements(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
-def lookup_path(obj: Any, path: str) -> Any:
-    """The value at a dotted path (``status.jobStatus``) in a JSON-like object, or None."""
-    current = obj
-    for part in [p for p in path.strip(".").split(".") if p]:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        else:
-            return None
-    return current
+def _field(obj: Any, path: str, where: str) -> Result:
+    """The gjson result at ``path`` in ``obj`` (Argo reads resource fields with gjson)."""
+    try:
+        return compile_path(path).get(obj)
+    except PathError as exc:
+        raise UsageError(f"{where}: {exc}") from exc
 
 
 def condition_matches(
@@ -114,13 +111,12 @@ def condition_matches(
             raise UsageError(f"{where}: cannot parse condition requirement {requirement!r}")
         key, op, raw = match.group("key"), match.group("op"), match.group("value")
         if op is None:
-            present = lookup_path(obj, key.lstrip("!")) is not None
+            present = _field(obj, key.lstrip("!"), where).exists()
             if present == key.startswith("!"):
                 return False
             continue
         op = op.strip()
-        value = lookup_path(obj, key)
-        have = "" if value is None else str(value)
+        have = _field(obj, key, where).string()
         if op in ("in", "notin"):
             options = [o.strip() for o in raw.strip().strip("()").split(",")]
             ok = (have in options) if op == "in" else (have not in options)
@@ -145,10 +141,10 @@ def json_path(obj: Any, expression: str, where: str) -> str:
         raise UsageError(
             f"{where}: jsonPath {expression!r} is not supported locally (only {{.dotted.fields}})"
         )
-    value = lookup_path(obj, match.group(1))
-    if value is None:
+    found = _field(obj, match.group(1).strip("."), where)
+    if not found.exists() or found.kind == Kind.NULL:
         raise UsageError(f"{where}: jsonPath {expression!r} found nothing")
-    return value if isinstance(value, str) else json.dumps(value)
+    return found.raw if found.kind == Kind.JSON else found.string()
 
 
 def names_in(texts: Iterable[str]) -> set[str]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import sys
 import time
@@ -45,6 +46,7 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from cnai.argo.semantics import gojson
 from cnai.events.limits import GatewayLimits
 from cnai.events.runner import RunQueue, argument_problem
 from cnai.events.signature import verify_bearer, verify_github_signature
@@ -322,7 +324,7 @@ class Gateway:
             signature = request.headers.get("X-Hub-Signature-256")
             if not verify_github_signature(secret, body, signature):
                 raise RefusedError(401, "bad signature")
-        payload = _parse_json(body, self.limits.max_json_depth)
+        payload, text = _parse_json(body, self.limits.max_json_depth)
         del body
         delivery_id = _delivery_id(route, request)
         if delivery_id is None:
@@ -331,7 +333,8 @@ class Gateway:
         seen = self.store.seen(route.source, route.event, delivery_id)
         if seen is not None:
             return self._duplicate(delivery_id, seen, log)
-        data = _event_data(route, request, payload)
+        data = _event_data(route, request, payload, text)
+        del payload, text
         try:
             evaluation = self.config.spec.evaluate(route, data)
         except EVALUATION_ERRORS as exc:
@@ -564,10 +567,15 @@ def _delivery_id(route: Route, request: web.Request) -> str | None:
     return value if route.kind == "github" else f"{route.event}-{value}"
 
 
-def _parse_json(body: bytes | bytearray, max_depth: int) -> dict[str, Any]:
-    """The body as a JSON object; RefusedError(400) naming the rule it breaks."""
+def _parse_json(body: bytes | bytearray, max_depth: int) -> tuple[dict[str, Any], str]:
+    """The body as a JSON object and as text; RefusedError(400) naming the rule it breaks."""
     try:
-        payload = json.loads(body)
+        text = bytes(body).decode("utf-8")
+        payload = json.loads(
+            text, parse_constant=_no_constant, parse_int=_float64_int, parse_float=_float64
+        )
+    except _OutOfRangeError:
+        raise RefusedError(400, "body has a number outside the float64 range") from None
     except RecursionError:
         raise RefusedError(
             400, f"body nested deeper than events.max_json_depth {max_depth}"
@@ -578,7 +586,30 @@ def _parse_json(body: bytes | bytearray, max_depth: int) -> dict[str, Any]:
         raise RefusedError(400, "body must be a JSON object")
     if _depth_over(payload, max_depth):
         raise RefusedError(400, f"body nested deeper than events.max_json_depth {max_depth}")
-    return payload
+    return payload, text
+
+
+class _OutOfRangeError(ValueError):
+    """A JSON number no float64 holds (Argo's GitHub EventSource cannot decode it, and a
+    number filter would compare +Inf)."""
+
+
+def _float64_int(text: str) -> int:
+    if len(text.lstrip("-")) > 309 or math.isinf(float(text)):
+        raise _OutOfRangeError(text[:20])
+    return int(text)
+
+
+def _float64(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRangeError(text[:20])
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Go's decoder refuses them)."""
+    raise ValueError(name)
 
 
 def _depth_over(document: Any, limit: int) -> bool:
@@ -600,20 +631,25 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _event_data(route: Route, request: web.Request, payload: dict[str, Any]) -> dict[str, Any]:
-    """The event JSON Argo Events' EventSource would publish for this delivery."""
+def _event_data(route: Route, request: web.Request, payload: dict[str, Any], body: str) -> str:
+    """The event JSON text Argo Events' EventSource would publish for this delivery.
+
+    Byte for byte what Go's ``json.Marshal`` gives there (see
+    :mod:`cnai.argo.semantics.gojson`), so gjson paths read the same text as in Argo.
+    """
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         if name.lower() in ("authorization", "x-hub-signature-256", "x-hub-signature"):
             continue
         headers.setdefault(_canonical(name), []).append(value)
     if route.kind == "github":
-        # The GitHub EventSource copies these two headers into the body.
-        body = dict(payload)
-        body["X-GitHub-Event"] = request.headers.get("X-GitHub-Event", "")
-        body["X-GitHub-Delivery"] = request.headers.get(DELIVERY_HEADER, "")
-        return {"headers": headers, "body": body}
-    return {"header": headers, "body": payload}
+        # The GitHub EventSource decodes the body, copies these two headers into it and
+        # encodes it again.
+        decoded = dict(payload)
+        decoded["X-GitHub-Event"] = request.headers.get("X-GitHub-Event", "")
+        decoded["X-GitHub-Delivery"] = request.headers.get(DELIVERY_HEADER, "")
+        return f'{{"headers":{gojson.marshal(headers)},"body":{gojson.marshal(decoded)}}}'
+    return f'{{"header":{gojson.marshal(headers)},"body":{gojson.compact(body)}}}'
 
 
 def _canonical(name: str) -> str:
