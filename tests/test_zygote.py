@@ -135,3 +135,43 @@ def test_a_second_task_starts_loading_the_later_modules(tmp_home: Path, probe_pa
     # The zygote imports the (empty) module while "work" runs, long before the engine
     # notices "work" ended (it polls every 50 ms) and forks the exit handler.
     assert seen["onExit"] == {"zearly": True, "zlater": True}
+
+
+def test_a_workflow_without_python_module_tasks_starts_no_zygote(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cnai.engine.engine as engine_module
+    from cnai.engine.runs import forks_warm
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a zygote was started")
+
+    monkeypatch.setattr(engine_module, "Zygote", refuse)
+    doc = yaml.safe_load(RUN.replace("args: [-m, zprobe, zearly, zlater]", 'args: [-c, "pass"]'))
+    assert not forks_warm(doc)
+    assert forks_warm(yaml.safe_load(RUN))
+    record = start_run(load_settings(tmp_home, environ={}), doc, {}, view=RunView(quiet=True))
+    assert record["phase"] == "Succeeded", record["message"]
+
+
+def test_a_task_exit_is_reported_by_waiting_on_it(probe_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cnai.engine.executors import _exit_within
+
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert _exit_within(proc, 60) == 3
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _exit_within(sleeper, 0.01) is None  # still running: None, no exception
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    zygote = Zygote([], task_base_env(), probe_path)
+    try:
+        out, err = probe_path / "o.txt", probe_path / "e.txt"
+        child = zygote.spawn(["-m", "zprobe"], task_base_env(), probe_path, out, err)
+        assert _exit_within(child, 60) == 0
+    finally:
+        zygote.close()

@@ -71,6 +71,19 @@ def runner_modules(doc: dict[str, Any]) -> list[str]:
     return found
 
 
+def forks_warm(doc: dict[str, Any]) -> bool:
+    """Whether any template of ``doc`` runs ``python -m ...`` (what the zygote can fork)."""
+    from cnai.engine.executors import PYTHON_NAMES
+
+    for template in (doc.get("spec") or {}).get("templates") or []:
+        process = template.get("script") or template.get("container") or {}
+        command = [str(c) for c in process.get("command") or []]
+        args = [str(a) for a in process.get("args") or []]
+        if len(command) == 1 and command[0] in PYTHON_NAMES and args[:1] == ["-m"]:
+            return True
+    return False
+
+
 def _options(
     settings: Settings,
     doc: dict[str, Any],
@@ -82,7 +95,10 @@ def _options(
 ) -> EngineOptions:
     base = task_base_env()
     settings_env = {k: v for k, v in settings.env().items() if k != "RAY_ADDRESS"}
-    modules = list(dict.fromkeys([RUNNER_MODULE, *runner_modules(doc), *preload]))
+    runners = runner_modules(doc)
+    modules = list(dict.fromkeys([*([RUNNER_MODULE, *runners] if runners else []), *preload]))
+    # No zygote when no task could fork from it: it would only compete for the CPU.
+    warm = warm and (zygote is not None or forks_warm(doc))
     return EngineOptions(
         base_env=base,
         settings_env=settings_env,
