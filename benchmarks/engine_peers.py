@@ -122,10 +122,11 @@ def peer_python(cache: Path) -> Path:
     print(f"installing {PEERS} into {folder} (first run only)", file=sys.stderr)
     venv.EnvBuilder(with_pip=True, clear=True).create(folder)
     pins = [f"{name}=={version}" for name, version in sorted(PEERS.items())]
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
-        check=True,
-    )
+    install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if subprocess.run([*install, *pins], check=False).returncode != 0:
+        raise SystemExit(
+            f"engine_peers: cannot install {' '.join(pins)} into {folder} (pip failed)"
+        )
     marker.write_text(json.dumps(PEERS))
     return python
 
