@@ -164,10 +164,27 @@ def _file_id(sqlite_uri: str) -> str:
 
 
 def ensure_table(catalog: Catalog, spec: DatasetSpec) -> Table:
-    """The table for ``spec``, created with the declared schema if it does not exist."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+    """The table for ``spec``, created with the declared schema if it does not exist.
+
+    An existing table costs one catalog look-up and one metadata read. (PyIceberg's
+    ``create_table_if_not_exists`` on a SQL catalog writes a new metadata file before it
+    finds the table exists, leaving one orphan file per call; it is only used when the
+    table is missing.)
+    """
+    from pyiceberg.exceptions import (
+        NamespaceAlreadyExistsError,
+        NoSuchTableError,
+        TableAlreadyExistsError,
+    )
 
     namespace, _ = parse_table_identifier(spec.table)
+    try:
+        table = catalog.load_table(spec.table)
+    except NoSuchTableError:
+        pass
+    else:
+        check_table_schema(table, spec)
+        return table
     with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace_if_not_exists(namespace)
     schema = iceberg_schema(spec)

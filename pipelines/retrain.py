@@ -51,9 +51,23 @@ job produced no model, so it fails the step (see docs/pipeline.md)."""
 RAY_VERSION = "2.60.0"
 RUN_AS = 1000
 
-PRELOAD = ["pyarrow", "pyiceberg.catalog.sql", "steps.ingest", "--", "mlflow"]
+PRELOAD = [
+    "pyarrow",
+    "pyiceberg.catalog.sql",
+    "pyiceberg.io.pyarrow",
+    "steps.ingest",
+    "--",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.tracing.processor.base_mlflow",
+]
 """Modules the local engine's zygote imports ahead of the tasks (see cnai.engine.zygote):
-the ingest task's before the first task starts, MLflow (later tasks) in the background."""
+the ingest task's (with the file IO every table load uses) before the first task starts;
+MLflow, its SQL stores and the tracing processor ``set_tracking_uri`` imports (each
+imported on first use, ~1.5 s together, by every task that reads a result, registers or
+records the outcome), which only later tasks use, in the background once a second
+task starts."""
 
 PARAMETERS: list[dict[str, Any]] = [
     {

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import secrets
@@ -100,6 +101,12 @@ def missing_secrets(spec: EventsSpec, available: Mapping[str, str]) -> list[str]
     """Env vars the routes need that are not set."""
     needed = {r.secret_env for r in spec.routes if r.secret_env}
     return sorted(name for name in needed if not available.get(name))
+
+
+@functools.lru_cache(maxsize=256)
+def _rejection_body(reason: str) -> bytes:
+    """The JSON body of a rejection (cached: a flood of one bad request encodes it once)."""
+    return json.dumps({"status": "rejected", "reason": reason}).encode()
 
 
 class RefusedError(Exception):
@@ -214,11 +221,12 @@ class Gateway:
             log: dict[str, Any] = {"event": None, "delivery": None, "run_id": None}
             headers: dict[str, str] = {}
             reserved = [0]
+            body: dict[str, Any] | bytes
             try:
                 status, body = await self._deliver(route, request, log, reserved)
             except RefusedError as rejected:
                 status = rejected.status
-                body = {"status": "rejected", "reason": rejected.reason}
+                body = _rejection_body(rejected.reason)
                 headers = rejected.headers
                 log["decision"] = f"rejected: {rejected.reason}"
             except Exception as exc:  # noqa: BLE001 - answered 500, logged (bounded), nothing kept
@@ -234,7 +242,16 @@ class Gateway:
                 self.bounded(f"rejected {status}", entry)
             else:
                 self._log(entry)
-            response = web.json_response(body, status=status, headers=headers)
+            if isinstance(body, bytes):
+                response = web.Response(
+                    body=body,
+                    status=status,
+                    headers=headers,
+                    content_type="application/json",
+                    charset="utf-8",
+                )
+            else:
+                response = web.json_response(body, status=status, headers=headers)
             if status in (408, 413, 503) or (status >= 400 and not request.content.at_eof()):
                 response.force_close()
             return response

@@ -75,7 +75,23 @@ def finish(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    """Handler: compile (or read ``--file``), run, summarize."""
+    """Handler: compile (or read ``--file``), run, summarize.
+
+    For the built-in pipeline the task zygote starts first, so that its imports run
+    while this process compiles the template and reads git (see cnai.engine.zygote).
+    """
+    from cnai.engine.zygote import start_zygote
+    from pipelines.retrain import PRELOAD
+
+    zygote = None if args.cold or args.file else start_zygote(PRELOAD)
+    try:
+        return _run(args, ctx, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _run(args: argparse.Namespace, ctx: Context, zygote: Any) -> dict[str, Any]:
     from cnai.engine.limits import limits_for
     from cnai.engine.runs import parse_parameters, start_run
     from cnai.engine.spec import load_document
@@ -112,5 +128,6 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         preload=preload,
         warm=not args.cold,
         source=source,
+        zygote=zygote,
     )
     return finish(record)
