@@ -49,7 +49,7 @@ from cnai.catalog import (
 )
 from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
-from cnai.errors import CnaiError
+from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 from cnai.sources import (
     PinnedSource,
@@ -251,6 +251,24 @@ def _stage_pinned(
     attempt: StagingAttempt,
 ) -> _Staged:
     """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
+    try:
+        return _stage_checked(table, pin, fingerprint, spec, progress, attempt)
+    except UsageError:
+        # A file rewritten under the reader reads as garbage or as breaking the
+        # contract; report the change it is (runtime failure, exit 1), not bad input.
+        pin.check_unchanged()
+        raise
+
+
+def _stage_checked(
+    table: Table,
+    pin: PinnedSource,
+    fingerprint: str,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+) -> _Staged:
+    """Validate the pinned file while streaming it into a new data file under the table."""
     file = pin.source
     target = arrow_schema(spec)
     declared = {f.name: f.type for f in source_schema(spec)}
