@@ -16,11 +16,13 @@ or ingested twice.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -44,9 +46,9 @@ from cnai.catalog import (
     source_schema,
     total_rows,
 )
-from cnai.config import DatasetSpec, Settings, load_settings
+from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
-from cnai.errors import CnaiError
+from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 from cnai.retrying import commit_policy
 from cnai.sources import (
@@ -248,6 +250,24 @@ def _stage_pinned(
     attempt: StagingAttempt,
 ) -> _Staged:
     """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
+    try:
+        return _stage_checked(table, pin, fingerprint, spec, progress, attempt)
+    except UsageError:
+        # A file rewritten under the reader reads as garbage or as breaking the
+        # contract; report the change it is (runtime failure, exit 1), not bad input.
+        pin.check_unchanged()
+        raise
+
+
+def _stage_checked(
+    table: Table,
+    pin: PinnedSource,
+    fingerprint: str,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+) -> _Staged:
+    """Validate the pinned file while streaming it into a new data file under the table."""
     file = pin.source
     target = arrow_schema(spec)
     declared = {f.name: f.type for f in source_schema(spec)}
@@ -256,7 +276,11 @@ def _stage_pinned(
     path = attempt.new_path()
     staged = _Staged(file, fingerprint, path, 0)
     try:
-        with table.io.new_output(path).create() as out, pq.ParquetWriter(out, target) as writer:
+        with (
+            table.io.new_output(path).create() as out,
+            pq.ParquetWriter(out, target, use_dictionary=_dictionary_columns(target)) as writer,
+            _BackgroundWriter(writer) as background,
+        ):
             for batch in iter_batches(file, declared, pin):
                 attempt.heartbeat()
                 try:
@@ -266,8 +290,9 @@ def _stage_pinned(
                         f"{file.uri}: values do not cast safely to the declared types ({exc}) "
                         "(rule: types equal or safely castable)"
                     ) from exc
-                writer.write_batch(checked)
+                background.write(checked)
                 staged.rows += checked.num_rows
+            background.flush()
         pin.check_unchanged()
     except BaseException:
         _discard(table, [staged])
@@ -277,6 +302,56 @@ def _stage_pinned(
         raise ContractError(f"{file.uri}: has no rows (rule: at least one row)")
     progress.info(f"checked {file.uri}: {staged.rows} rows")
     return staged
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: all but the row hash.
+
+    The row hash is unique per row, so a dictionary for it only fills up and falls
+    back to plain encoding, after hashing every value of the first page into it.
+    """
+    return [name for name in schema.names if name != ROW_HASH_COLUMN]
+
+
+class _BackgroundWriter:
+    """Writes checked batches on one background thread, one batch behind the reader.
+
+    Parquet encoding releases the GIL, so while batch ``k`` is encoded the calling
+    thread reads and checks batch ``k + 1``; at most two batches are held. Errors of
+    a write surface at the next :meth:`write` or at :meth:`flush`; leaving the block
+    (normally, on a contract violation or on SIGTERM, which the calling thread
+    receives) always waits for the write in flight, so the ParquetWriter is never
+    closed under it.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.writer = writer
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="cnai-ingest-write")
+        self.pending: Future[None] | None = None
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Start writing ``batch`` once the previous write is done (raising its error)."""
+        self.flush()
+        self.pending = self.pool.submit(self.writer.write_batch, batch)
+
+    def flush(self) -> None:
+        """Wait for the write in flight; raise its error."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def __exit__(self, *exc: object) -> None:
+        pending, self.pending = self.pending, None
+        try:
+            if pending is not None:
+                concurrent.futures.wait([pending])  # already failing: its own error is moot
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def _commit(
