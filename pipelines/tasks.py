@@ -21,66 +21,38 @@ the termination message (``exits_on_bad_input``); the retry strategies never ret
 No ``from __future__ import annotations`` here: Hera reads the real annotations.
 """
 
-import functools
 import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hera.workflows import Output
 
+from cnai.argo.kit import code_version as kit_code_version
+from cnai.argo.kit import record_on_table, work_key
+from cnai.argo.kit.record import TRAINED_KEY_PROPERTY, TRAINED_MODEL_PROPERTY
 from cnai.engine.badinput import exits_on_bad_input
 from cnai.errors import UsageError
 
-TRAINED_KEY_PROPERTY = "cnai.pipeline.trained-key"
-"""Table property: work key of the last pipeline run that registered a model."""
-TRAINED_MODEL_PROPERTY = "cnai.pipeline.model"
-"""Table property: JSON {name, version, promoted, run_id} of that registration."""
 TRIGGERS = ("push", "data", "schedule", "manual")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+CODE_PACKAGES = ("steps", "pipelines")
+"""This project's packages whose code decides what a run computes (with cnai: the code
+version; the retrain Pipeline's ``code_packages``)."""
 
 _SAFE = {
     "git_sha": re.compile(r"^[A-Za-z0-9._-]{0,80}$"),
     "git_branch": re.compile(r"^[A-Za-z0-9._/-]{0,200}$"),
     "experiment": re.compile(r"^[A-Za-z0-9._/-]{0,300}$"),
+    "model_name": re.compile(r"^[A-Za-z0-9._-]{0,200}$"),
 }
 
 
-def work_key(prefix: str, *parts: Any) -> str:
-    """``prefix-<24 hex>``: a stable hash of ``parts`` in Argo's cache key format."""
-    text = json.dumps([str(p) if not isinstance(p, dict) else p for p in parts], sort_keys=True)
-    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
-
-
-CODE_ROOT = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("cnai", "steps", "pipelines")
-"""The folders whose code decides what a run computes (the image copies all three)."""
-
-
-def code_digest(root: Path, packages: Iterable[str] = CODE_PACKAGES) -> str:
-    """sha256 over the relative path and bytes of every .py/.yaml file under ``packages``."""
-    digest = hashlib.sha256()
-    for package in packages:
-        files = sorted(
-            f
-            for f in (root / package).rglob("*")
-            if f.suffix in (".py", ".yaml") and f.is_file() and "__pycache__" not in f.parts
-        )
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-@functools.cache
 def code_version() -> str:
-    """``<cnai version>+<code digest>`` of the code this process runs (cached)."""
-    from cnai import __version__
-
-    return f"{__version__}+{code_digest(CODE_ROOT)[:16]}"
+    """The code version of cnai plus this project (:func:`cnai.argo.kit.code_version`)."""
+    return kit_code_version(CODE_PACKAGES)
 
 
 def plan_keys(
@@ -118,6 +90,14 @@ def experiment_fingerprint(experiment: str) -> str:
         if experiment and candidate.is_file():
             return hashlib.sha256(candidate.read_bytes()).hexdigest()
     return experiment
+
+
+def configured_model_name(settings: Any) -> str:
+    """The registered model name of the configuration (``model_name`` setting when the
+    configuration has one, else the registry's default)."""
+    from cnai.registry.register import MODEL_NAME
+
+    return str(getattr(settings, "model_name", "") or MODEL_NAME)
 
 
 def _check(name: str, value: str) -> str:
@@ -168,6 +148,8 @@ class PlanOutputs(Output):
     """Validated worker count."""
     epochs: str = ""
     """Validated epochs ("" = the tuned or default value)."""
+    model_name: str = ""
+    """The registered model name (the parameter, else the configured one)."""
     model: str = "{}"
     """JSON {name, version, promoted, run_id} of the last registration (when not needed)."""
 
@@ -181,14 +163,19 @@ def ingest_and_plan(
     experiment: str = "",
     workers: str = "2",
     epochs: str = "",
-    model_name: str = "digits-classifier",
+    model_name: str = "",
 ) -> PlanOutputs:
-    """Ingest new files (idempotent), then decide whether training is needed."""
+    """Ingest new files (idempotent), then decide whether training is needed.
+
+    ``model_name`` empty: the configured registered model name (read here, at run
+    time, so the compiled template carries no model name).
+    """
     if trigger not in TRIGGERS:
         raise UsageError(f"parameter trigger={trigger!r}: must be one of {', '.join(TRIGGERS)}")
     for name, value in (("git_sha", git_sha), ("git_branch", git_branch)):
         _check(name, value)
     _check("experiment", experiment)
+    _check("model_name", model_name)
     _positive("workers", workers)
     _positive("epochs", epochs, allow_empty=True)
 
@@ -197,6 +184,7 @@ def ingest_and_plan(
     from steps.ingest import ingest
 
     settings = load_settings()
+    model_name = model_name or configured_model_name(settings)
     summary = ingest(source or None, settings=settings)
     table = load_table(settings, summary["table"])
     key, tune_key = plan_keys(
@@ -224,6 +212,7 @@ def ingest_and_plan(
         experiment=experiment,
         workers=workers,
         epochs=epochs,
+        model_name=model_name,
         model="{}" if needed else table.properties.get(TRAINED_MODEL_PROPERTY, "{}"),
     )
 
@@ -331,7 +320,7 @@ def register_model(
         "run_id": run_id,
         "workflow": workflow_name,
     }
-    _record_on_table(
+    record_on_table(
         settings,
         table,
         {
@@ -356,23 +345,6 @@ def _follow_champion(model_name: str, champion_version: Any) -> None:
     outcome = sync_inference_service(model_name, champion_version)
     # A log line (stderr): stdout is the task's Argo `result`.
     print(json.dumps({"serving": outcome}), file=sys.stderr, flush=True)
-
-
-def _record_on_table(settings: Any, table_name: str, properties: dict[str, str]) -> None:
-    """Set table properties (a metadata-only commit; the data and its version are untouched)."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    from cnai.catalog import load_table
-
-    for attempt in range(5):
-        table = load_table(settings, table_name)
-        try:
-            with table.transaction() as tx:
-                tx.set_properties(properties)
-            return
-        except CommitFailedException:
-            if attempt == 4:
-                raise
 
 
 @exits_on_bad_input
