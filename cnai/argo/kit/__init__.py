@@ -6,6 +6,7 @@ service account, ConfigMap/Secret, uid):
 - :mod:`~cnai.argo.kit.pods`: pod/container security, ``envFrom``, resources, the image;
 - :mod:`~cnai.argo.kit.retry`: the retry strategies (never retry bad input);
 - :mod:`~cnai.argo.kit.scripts`: Hera runner-script templates;
+- :mod:`~cnai.argo.kit.container`: a step function run in one pod (no Ray cluster);
 - :mod:`~cnai.argo.kit.rayjob`: KubeRay ``RayJob`` templates whose entrypoint and
   inputs are derived from a step function's signature;
 - :mod:`~cnai.argo.kit.workflow`: the WorkflowTemplate defaults, memoization and
@@ -16,6 +17,7 @@ service account, ConfigMap/Secret, uid):
 See docs/authoring.md.
 """
 
+from cnai.argo.kit.container import step_container
 from cnai.argo.kit.keys import code_digest, code_version, work_key
 from cnai.argo.kit.pods import full_image
 from cnai.argo.kit.rayjob import (
@@ -46,6 +48,7 @@ __all__ = [
     "rayjob_step",
     "record_on_table",
     "runner_script",
+    "step_container",
     "transient",
     "work_key",
     "workflow_args",

@@ -72,6 +72,11 @@ def _target(step: str | Callable[..., Any]) -> tuple[str, Callable[..., Any]]:
     return f"{step.__module__}:{step.__qualname__}", step
 
 
+def target_ref(step: str | Callable[..., Any]) -> str:
+    """The ``module:function`` text the entrypoint resolves for ``step``."""
+    return _target(step)[0]
+
+
 def _command_line_type(hint: Any) -> bool:
     """True for hints the entrypoint converts from one shell word (optionals included)."""
     if hint in _SCALARS:
@@ -79,7 +84,9 @@ def _command_line_type(hint: Any) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(hint) if a is not type(None)]
         return bool(members) and all(
-            m in _SCALARS or typing.get_origin(m) is os.PathLike or m is os.PathLike
+            m in _SCALARS
+            or typing.get_origin(m) is os.PathLike
+            or (isinstance(m, type) and issubclass(m, os.PathLike))
             for m in members
         )
     return False
@@ -130,6 +137,16 @@ def step_parameters(
         default = None if param.default is inspect.Parameter.empty else _text(param.default)
         found.append(StepParameter(name, default))
     return found
+
+
+def step_inputs(declared: Sequence[StepParameter]) -> list[Any]:
+    """Hera input ``Parameter``s of ``declared`` (with the function's defaults)."""
+    from hera.workflows import Parameter
+
+    return [
+        Parameter(name=p.name) if p.default is None else Parameter(name=p.name, default=p.default)
+        for p in declared
+    ]
 
 
 def entrypoint(
@@ -225,10 +242,7 @@ def rayjob_step(
     from hera.workflows import Parameter, Resource
 
     declared = step_parameters(step, params)
-    inputs = [
-        Parameter(name=p.name) if p.default is None else Parameter(name=p.name, default=p.default)
-        for p in declared
-    ]
+    inputs = step_inputs(declared)
     extra = [params_b64] if params_b64 else []
     inputs += [Parameter(name=n) for n in [*extra, RESULT_KEY]]
     names = {p.name for p in inputs}
