@@ -186,16 +186,18 @@ def _predictions_table(settings: Settings, name: str, schema: pa.Schema) -> Tabl
         return catalog.load_table(name)
 
 
-def _skipped(table: str, snapshot_id: int, out: str, covered: int, model: str) -> dict[str, Any]:
+def _outcome(
+    table: str, snapshot_id: int, model_name: str, version: str, rows: int, reason: str = ""
+) -> dict[str, Any]:
     return {
         "table": table,
         "snapshot_id": snapshot_id,
-        "predictions_table": out,
-        "model_name": model,
-        "model_version": "",
-        "rows_scored": 0,
-        "skipped": True,
-        "reason": f"snapshot {snapshot_id} already scored (by the commit for {covered})",
+        "predictions_table": predictions_table_name(table),
+        "model_name": model_name,
+        "model_version": version,
+        "rows_scored": rows,
+        "skipped": bool(reason),
+        "reason": reason,
     }
 
 
@@ -245,51 +247,35 @@ def score(
         covered = _covered_by(source, snapshot, scored)
         if covered is not None:
             progress.info(f"{name}@{snapshot}: already scored; nothing to do")
-            return _skipped(name, snapshot, out, covered, model_name)
+            why = f"snapshot {snapshot} already scored (with snapshot {covered})"
+            return _outcome(name, snapshot, model_name, "", 0, why)
         version = version or champion_version(settings, model_name, alias)
         rows, previous = new_rows(source, snapshot, scored)
         since = f" since snapshot {previous}" if previous is not None else ""
         progress.info(f"{name}@{snapshot}: scoring {rows.num_rows} new rows{since}")
-        summary = {
+        if rows.num_rows == 0 and predictions is None:
+            return _outcome(name, snapshot, model_name, version, 0)
+        frame = None
+        if rows.num_rows:
+            values = _predict(settings, model_name, version, rows)
+            frame = _prediction_rows(settings, rows, values, model_name, version, snapshot)
+            if predictions is None:
+                predictions = _predictions_table(settings, out, frame.schema)
+        assert predictions is not None
+        lineage = {
             INPUT_SNAPSHOT_PROPERTY: str(snapshot),
             MODEL_PROPERTY: f"{model_name}/{version}",
         }
-        properties = {LAST_SCORED_PROPERTY: str(snapshot)}
-        if rows.num_rows:
-            frame = _prediction_rows(
-                settings,
-                rows,
-                _predict(settings, model_name, version, rows),
-                model_name,
-                version,
-                snapshot,
-            )
-            predictions = predictions or _predictions_table(settings, out, frame.schema)
-        elif predictions is None:
-            return {
-                **_skipped(name, snapshot, out, snapshot, model_name),
-                "skipped": False,
-                "reason": "no rows to score",
-                "model_version": version,
-            }
         try:
+            # One commit: the rows (their snapshot names its input) and the property.
             with predictions.transaction() as tx:
-                if rows.num_rows:
-                    tx.append(frame, snapshot_properties=summary)
-                tx.set_properties(properties)
+                if frame is not None:
+                    tx.append(frame, snapshot_properties=lineage)
+                tx.set_properties({LAST_SCORED_PROPERTY: str(snapshot)})
         except CommitFailedException:
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
             continue
-        return {
-            "table": name,
-            "snapshot_id": snapshot,
-            "predictions_table": out,
-            "model_name": model_name,
-            "model_version": version,
-            "rows_scored": rows.num_rows,
-            "skipped": False,
-            "reason": "",
-        }
+        return _outcome(name, snapshot, model_name, version, rows.num_rows)
     raise CnaiError(f"{out}: could not commit the predictions")  # pragma: no cover

@@ -179,3 +179,32 @@ def test_scoring_an_already_scored_snapshot_adds_no_rows(tmp_path: Path) -> None
     repeat = score(model_name=MODEL, settings=settings, progress=quiet)
     assert repeat["skipped"] is True
     assert _predictions(home).num_rows == 20
+
+
+def test_the_data_event_source_triggers_cnai_score_through_its_own_sensor() -> None:
+    from cnai.errors import UsageError
+    from cnai.events.spec import load_spec
+    from tests.conftest import REPO
+
+    spec = load_spec(REPO / "events", "cnai-score")
+    assert spec.trigger.workflow_template == "cnai-score"
+    route = spec.route("/data-updated")
+    assert route is not None
+    passed = spec.evaluate(route, {"body": {"rows_added": 3}})
+    assert passed.decision.passed and passed.dependency == "data-updated"
+    assert not spec.evaluate(route, {"body": {"rows_added": 0}}).decision.passed
+    # A push is no dependency of the scoring Sensor (the retrain Sensor's only).
+    push = spec.route("/push")
+    assert push is not None
+    assert not spec.evaluate(push, {"body": {}}).decision.passed
+    assert load_spec(REPO / "events", "cnai-retrain").trigger.workflow_template == "cnai-retrain"
+    assert load_spec(REPO / "events").trigger.workflow_template == "cnai-retrain"
+    with pytest.raises(UsageError, match="'cnai-nope', found 0"):
+        load_spec(REPO / "events", "cnai-nope")
+
+
+def test_the_events_folder_lints_clean(tmp_home: Path) -> None:
+    from tests.conftest import REPO
+
+    result = run_cli(["--json", "lint", str(REPO / "events")], tmp_home)
+    assert result.returncode == 0, result.stdout + result.stderr
