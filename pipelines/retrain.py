@@ -213,7 +213,12 @@ pipeline = Pipeline(
     build=build,
     description="ingest -> tune -> train -> register, skipped when nothing changed",
     preload=tuple(PRELOAD),
-    source_modules=("pipelines.tasks", "cnai.argo.kit"),
+    source_modules=(
+        "pipelines.tasks",
+        "cnai.tuning.step",
+        "cnai.training.step",
+        *kit.SOURCE_MODULES,
+    ),
     code_packages=("steps", "pipelines"),
 )
 """The retrain pipeline (``[tool.cnai] pipelines`` ``retrain``)."""

@@ -54,6 +54,7 @@ pipeline = Pipeline(
     build=build,
     description="score new data with the champion into <table>_predictions",
     preload=("pyarrow", "pyiceberg.catalog.sql", "steps.ingest", "--", "mlflow"),
+    source_modules=("cnai.ingest", "cnai.scoring", *kit.SOURCE_MODULES),
     code_packages=("steps", "pipelines"),
 )
 """The scoring pipeline (``[tool.cnai] pipelines`` ``score``)."""

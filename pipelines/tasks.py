@@ -13,7 +13,9 @@ so a changed image never reuses a memoized tune/train result or skips training,
 also for runs without a git sha (data, nightly and manual runs). When the key equals
 the one recorded on the table by the last successful registration, nothing
 changed and ``needed`` is false, so every later task is skipped by its ``when``.
-Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``).
+Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``)
+by the authoring kit (:func:`cnai.argo.kit.work_key`), and the work key is recorded
+on the table with :func:`cnai.argo.kit.record_on_table`.
 
 Bad input (a parameter a task refuses, data ingest rejects) exits 2 with the reason as
 the termination message (``exits_on_bad_input``); the retry strategies never retry it.

@@ -32,9 +32,21 @@ from cnai.argo.kit.retry import ray_retry, transient
 from cnai.argo.kit.scripts import runner_script
 from cnai.argo.kit.workflow import is_true, memoize, output, pipeline_template, workflow_args
 
+SOURCE_MODULES = (
+    "cnai.argo.kit.container",
+    "cnai.argo.kit.pods",
+    "cnai.argo.kit.rayjob",
+    "cnai.argo.kit.retry",
+    "cnai.argo.kit.scripts",
+    "cnai.argo.kit.workflow",
+)
+"""The kit's modules that shape compiled YAML: a Pipeline's ``source_modules`` include
+them (with the step modules it inspects) so a compiled-template cache follows them."""
+
 __all__ = [
     "RAYJOB_FAILURE",
     "RAYJOB_SUCCESS",
+    "SOURCE_MODULES",
     "code_digest",
     "code_version",
     "entrypoint",
