@@ -37,6 +37,7 @@ from cnai.argo.kit import record_on_table, work_key
 from cnai.argo.kit.record import TRAINED_KEY_PROPERTY, TRAINED_MODEL_PROPERTY
 from cnai.engine.badinput import exits_on_bad_input
 from cnai.errors import UsageError
+from cnai.scoring import configured_model_name
 
 TRIGGERS = ("push", "data", "schedule", "manual")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -92,14 +93,6 @@ def experiment_fingerprint(experiment: str) -> str:
         if experiment and candidate.is_file():
             return hashlib.sha256(candidate.read_bytes()).hexdigest()
     return experiment
-
-
-def configured_model_name(settings: Any) -> str:
-    """The registered model name of the configuration (``model_name`` setting when the
-    configuration has one, else the registry's default)."""
-    from cnai.registry.register import MODEL_NAME
-
-    return str(getattr(settings, "model_name", "") or MODEL_NAME)
 
 
 def _check(name: str, value: str) -> str:
