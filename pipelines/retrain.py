@@ -183,8 +183,9 @@ def build(platform: Platform) -> Any:
             t_train = train(
                 name="train",
                 when=needed,
-                arguments=plan("table", "snapshot_id", "workers", "git_sha", "git_branch")
-                | plan("trigger")
+                arguments=plan(
+                    "table", "snapshot_id", "workers", "git_sha", "git_branch", "trigger"
+                )
                 | {
                     "hparams_b64": kit.output(t_collect_tune, "best_params_b64"),
                     "result_key": kit.output(t_collect_tune, "train_key"),

@@ -41,9 +41,6 @@ from cnai.scoring import configured_model_name
 
 TRIGGERS = ("push", "data", "schedule", "manual")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
-CODE_PACKAGES = ("steps", "pipelines")
-"""This project's packages whose code decides what a run computes (with cnai: the code
-version; the retrain Pipeline's ``code_packages``)."""
 
 _SAFE = {
     "git_sha": re.compile(r"^[A-Za-z0-9._-]{0,80}$"),
@@ -54,8 +51,11 @@ _SAFE = {
 
 
 def code_version() -> str:
-    """The code version of cnai plus this project (:func:`cnai.argo.kit.code_version`)."""
-    return kit_code_version(CODE_PACKAGES)
+    """The code version of cnai plus the retrain Pipeline's ``code_packages``
+    (:func:`cnai.argo.kit.code_version`)."""
+    from pipelines.retrain import pipeline
+
+    return kit_code_version(pipeline.code_packages)
 
 
 def plan_keys(
