@@ -134,6 +134,7 @@ def build(platform: Platform) -> Any:
             platform,
             "tune",
             "steps.tune:tune",
+            ("experiment", "table", "snapshot_id"),
             deadline=TUNE_DEADLINE_SECONDS,
             memoize=memo,
         )
