@@ -104,6 +104,12 @@ def test_wrong_step_parameters_fail_at_compile_time() -> None:
     with pytest.raises(UsageError, match="no_such_module"):
         step_parameters("no_such_module:step")
 
+    def local_step(table: str = "") -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(TypeError, match="module-level"):
+        kit.entrypoint(local_step)
+
 
 def test_the_rayjob_step_declares_its_inputs_and_its_manifest() -> None:
     step = kit.rayjob_step(

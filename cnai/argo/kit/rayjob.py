@@ -69,6 +69,8 @@ def _target(step: str | Callable[..., Any]) -> tuple[str, Callable[..., Any]]:
         from cnai.resolve import resolve_callable
 
         return step, resolve_callable(step, what="RayJob step")
+    if "<locals>" in step.__qualname__:
+        raise TypeError(f"{step.__qualname__}: a step must be a module-level function")
     return f"{step.__module__}:{step.__qualname__}", step
 
 
@@ -112,8 +114,9 @@ def step_parameters(
     signature = inspect.signature(function)
     try:
         hints = typing.get_type_hints(function)
-    except (NameError, TypeError):
-        hints = {}
+    except (NameError, TypeError) as exc:
+        # The entrypoint converts values with the same hints: it could not either.
+        raise TypeError(f"{ref}: its type hints do not resolve ({exc})") from exc
     if names is None:
         names = [
             p.name
