@@ -4,8 +4,8 @@ The chart under ``infra/opentofu/charts/cnai-pipeline`` carries verbatim copies
 of two sources so that ``helm`` (and OpenTofu's ``helm_release``) can install
 them without running Python:
 
-- ``files/workflows/``: every file ``cnai compile --out DIR`` writes, from
-  :func:`pipelines.retrain.compile_manifests`;
+- ``files/workflows/``: every file ``cnai compile --out DIR`` writes, for each pipeline
+  of ``[tool.cnai] pipelines`` in pyproject.toml;
 - ``files/events/``: every ``events/*.yaml`` spec.
 
 :func:`sync_chart` rewrites the copies; :func:`chart_drift` lists every
@@ -39,14 +39,29 @@ class ChartSourceMissingError(LookupError):
 
 
 def compiled_manifests() -> dict[str, str]:
-    """``{file name: YAML}`` exactly as ``cnai compile --out DIR`` writes it."""
+    """``{file name: YAML}`` of every pipeline in ``[tool.cnai] pipelines``, as ``cnai compile
+    --out DIR`` writes them (the repository's pyproject.toml)."""
+    import tomllib
+
+    from cnai.argo.pipeline import Pipeline
+    from cnai.errors import UsageError
+    from cnai.resolve import resolve_object
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     try:
-        from pipelines.retrain import compile_manifests
-    except ImportError as exc:
-        raise ChartSourceMissingError(
-            f"pipelines.retrain.compile_manifests is not importable: {exc}"
-        ) from exc
-    return dict(compile_manifests())
+        table = tomllib.loads(pyproject.read_text())["tool"]["cnai"]["pipelines"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ChartSourceMissingError(f"{pyproject}: no [tool.cnai] pipelines ({exc})") from exc
+    files: dict[str, str] = {}
+    for short, ref in sorted(table.items()):
+        try:
+            pipeline = resolve_object(str(ref), what=f"pipeline {short}")
+        except UsageError as exc:
+            raise ChartSourceMissingError(str(exc)) from exc
+        if not isinstance(pipeline, Pipeline):
+            raise ChartSourceMissingError(f"pipeline {short} ({ref}): not a cnai Pipeline")
+        files.update(pipeline.manifests())
+    return files
 
 
 def event_specs(repo_root: Path) -> dict[str, str]:

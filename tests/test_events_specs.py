@@ -18,7 +18,7 @@ from cnai.lint.derived import argo_problems
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 FILES = ["eventbus.yaml", "eventsource-github.yaml", "eventsource-data.yaml"]
-FILES += ["sensor-retrain.yaml", "rbac.yaml"]
+FILES += ["sensor-retrain.yaml", "sensor-score.yaml", "rbac.yaml"]
 
 
 def _docs() -> dict[str, dict[str, Any]]:
@@ -135,7 +135,7 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
     for name in FILES:
         docs = list(yaml.safe_load_all((EVENTS / name).read_text()))
         for doc in docs:
-            if doc["kind"] == "Sensor":
+            if doc["kind"] == "Sensor" and doc["metadata"]["name"] == "cnai-retrain":
                 edit(doc)
         (folder / name).write_text(yaml.safe_dump_all(docs))
     return folder

@@ -12,7 +12,14 @@ import yaml
 from cnai.lint import lint_document
 from cnai.lint.derived import argo_problems
 from pipelines.retrain import TEMPLATE_NAME, compile_manifests
+from pipelines.score import pipeline as score_pipeline
 from tests.conftest import run_cli
+
+PIPELINES = {
+    "cnai-retrain": lambda: compile_manifests()[f"{TEMPLATE_NAME}.yaml"],
+    "cnai-score": lambda: score_pipeline.manifests()["cnai-score.yaml"],
+}
+"""Every pipeline of the reference project: each is validated the same way."""
 
 
 def cli(args: list[str], home: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -34,10 +41,10 @@ def _paths(doc: dict[str, Any], schemas: Path | None = None) -> list[str]:
     return [f"{p.path}: {p.message}" for p in lint_document(doc, "t.yaml", schemas)]
 
 
-def test_compiled_template_validates_against_the_installed_strict_argo_schema(
-    compiled: dict[str, Any],
-) -> None:
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_compiled_template_validates_against_the_installed_strict_argo_schema(name: str) -> None:
     """No upstream copy needed: the schema is derived from the installed Hera models."""
+    compiled = yaml.safe_load(PIPELINES[name]())
     assert argo_problems(compiled) == []
     assert _paths(compiled) == []
     # The schema really is applied: a wrong type anywhere is reported with its path.

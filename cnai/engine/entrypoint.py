@@ -1,14 +1,17 @@
 """The entrypoint RayJob templates run: one step function, its summary stored by key.
 
 ``python -m cnai.engine.entrypoint MODULE:FUNCTION [--param NAME=VALUE]...
-[--params-b64 B64JSON] [--result-key KEY]``
+[--params-b64 B64JSON] [--result-key KEY] [--outputs-dir DIR]``
 
 String values are converted with the function's type hints (int, float, bool,
 optional types); ``--params-b64`` adds keyword arguments from URL-safe base64 of
 a JSON object (values that are unsafe in a shell command or YAML stay encoded on
 the way). Settings come from the environment (the ConfigMap/Secret in the
 cluster, the home's settings locally). The result dict is printed as JSON on
-stdout and, with ``--result-key``, stored in MLflow (:mod:`cnai.engine.results`).
+stdout and, with ``--result-key``, stored in MLflow (:mod:`cnai.engine.results`);
+with ``--outputs-dir``, each top-level value is also written to ``DIR/<key>`` (the
+files an Argo container template's output parameters read, see
+:func:`cnai.argo.kit.container.step_container`).
 """
 
 from __future__ import annotations
@@ -92,6 +95,29 @@ def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]
     return result
 
 
+def output_text(value: Any) -> str:
+    """A result value as an Argo output parameter: text as is, booleans as ``true``/``false``
+    (what ``when`` compares), None as empty, anything else as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def write_outputs(result: dict[str, Any], folder: str) -> None:
+    """Write each top-level value of ``result`` to ``folder/<key>`` (see :func:`output_text`)."""
+    from pathlib import Path
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    for key, value in result.items():
+        if "/" not in str(key) and str(key) not in ("", ".", ".."):
+            (target / str(key)).write_text(output_text(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the entrypoint; exit 0, 1 (runtime failure) or 2 (bad input)."""
     if os.environ.get("CNAI_ENGINE_PID") == str(os.getppid()):
@@ -103,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--params-b64", default=None)
     parser.add_argument("--result-key", default=None)
+    parser.add_argument("--outputs-dir", default=None, metavar="DIR")
     args = parser.parse_args(argv)
     try:
         result = call(args.target, args.param, args.params_b64)
@@ -111,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnai.engine.results import save_result
 
             save_result(load_settings(), args.result_key, result)
+        if args.outputs_dir:
+            write_outputs(result, args.outputs_dir)
     except UsageError as exc:
         return report_bad_input(exc)
     except CnaiError as exc:
