@@ -20,6 +20,7 @@ from, in increasing priority:
      ``<checkpoint root>/tune`` when the checkpoint root is a URI (shared by every Ray
      pod), else ``<home>/tune``
    - ``CNAI_MODEL_FACTORY``: ``module:function`` building the model
+   - ``CNAI_MODEL_NAME``: the registered model name (``model.name``)
    - ``RAY_ADDRESS``: an existing Ray cluster to use instead of a local one
    - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
    - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
@@ -43,10 +44,14 @@ import yaml
 from cnai.errors import UsageError
 
 DEFAULT_HOME = ".cnai"
-DEFAULT_TABLE = "cnai.digits"
+DEFAULT_TABLE = "cnai.dataset"
 DEFAULT_CATALOG_NAME = "cnai"
-DEFAULT_MODEL_FACTORY = "steps.models:digits_cnn"
-DIGITS_FEATURES = tuple(f"pixel_{i}" for i in range(64))
+DEFAULT_MODEL_FACTORY = "cnai.models:mlp"
+DEFAULT_MODEL_NAME = "cnai-model"
+"""Registered model name when the configuration names none (``model.name``)."""
+
+TASKS = ("classification", "regression")
+"""What ``model.task`` may be: class labels (cross-entropy, accuracy) or a number (MSE, rmse)."""
 
 ROW_HASH_COLUMN = "_cnai_row_hash"
 """Column cnai adds to every table it creates: the stable hash of the row key (long),
@@ -59,7 +64,11 @@ DEFAULT_MAX_FEATURES = 100_000
 
 # Iceberg primitive type names a dataset may declare.
 FEATURE_TYPES = ("double", "float", "long", "int")
-LABEL_TYPES = ("long", "int", "string")
+LABEL_TYPES = ("long", "int", "string", "double", "float")
+CLASS_LABEL_TYPES = ("long", "int", "string")
+"""Label types a classification task accepts (a regression label is double or float)."""
+REGRESSION_LABEL_TYPES = ("double", "float")
+"""Label types a regression task accepts."""
 
 
 @dataclass(frozen=True)
@@ -68,22 +77,51 @@ class DatasetSpec:
 
     table: str = DEFAULT_TABLE
     """Iceberg identifier ``NAMESPACE.NAME``."""
-    features: tuple[str, ...] = DIGITS_FEATURES
-    """Feature column names, in the order the model sees them."""
+    features: tuple[str, ...] = ()
+    """Feature column names, in the order the model sees them (none built in: a project
+    declares them; see :meth:`require`)."""
     feature_type: str = "double"
     """Iceberg type of every feature column (one of FEATURE_TYPES)."""
     label: str = "label"
     """Name of the label column."""
     label_type: str = "long"
     """Iceberg type of the label column (one of LABEL_TYPES)."""
-    classes: tuple[int | str, ...] = tuple(range(10))
-    """Every allowed label value; the model's output index is the position here."""
+    classes: tuple[int | str, ...] = ()
+    """Every allowed label value; the model's output index is the position here. Empty:
+    inferred at train time from the labels of the snapshot (sorted; see
+    :func:`cnai.training.classes.resolve_classes`); always empty for regression."""
     key: tuple[str, ...] = ()
     """Columns that identify a row for the train/val/test split; empty: the row's content."""
-    feature_shape: tuple[int, ...] = (1, 8, 8)
-    """Shape the model reshapes one row's features into (channels, height, width)."""
+    feature_shape: tuple[int, ...] = ()
+    """Shape the model reshapes one row's features into, e.g. (channels, height, width);
+    declared: its product is the feature count; default ``(1, len(features))``."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Train, validation and test shares of the rows (by a stable hash of the row key)."""
+    sample: str | None = None
+    """``module:function`` that writes sample data into an empty landing folder
+    (``function(landing: Path) -> Path``); None: an empty landing folder is an error."""
+    task: str = "classification"
+    """``model.task``: ``classification`` or ``regression`` (copied here from the
+    ``model`` section so every step holding the contract knows it)."""
+
+    @property
+    def is_regression(self) -> bool:
+        """True when the label is a number to predict (``model.task: regression``)."""
+        return self.task == "regression"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one row as the model sees it: ``feature_shape`` or ``(1, d)``."""
+        return self.feature_shape or (1, len(self.features))
+
+    def require(self) -> DatasetSpec:
+        """This spec; UsageError when no feature columns are declared (no built-in contract)."""
+        if not self.features:
+            raise UsageError(
+                "dataset.features: none declared (rule: the project's configuration declares "
+                "its data contract, e.g. dataset.features in cnai.yaml; see docs/configuration.md)"
+            )
+        return self
 
     @property
     def source_columns(self) -> tuple[str, ...]:
@@ -121,9 +159,11 @@ class Settings:
     """Folder or ``s3://`` URI where Ray Tune keeps experiment state (every trial's
     node must reach it: on a multi-node cluster a URI, never a pod-local folder)."""
     model_factory: str
-    """``module:function`` returning the model (see steps/models.py)."""
+    """``module:function`` returning the model (default: :func:`cnai.models.mlp`)."""
     ray_address: str | None
     """Address of an existing Ray cluster; None starts (or reuses) a local one."""
+    model_name: str = DEFAULT_MODEL_NAME
+    """Registered model name (``model.name``): what register, serve and score use."""
     sections: dict[str, Any] = field(default_factory=dict)
     """Raw config-file sections owned by other modules (``events``, ``pipeline``, ``tune``,
     ``engine``)."""
@@ -156,6 +196,7 @@ class Settings:
             "CNAI_CHECKPOINT_ROOT": self.checkpoint_root,
             "CNAI_TUNE_STORAGE_PATH": self.tune_storage_path,
             "CNAI_MODEL_FACTORY": self.model_factory,
+            "CNAI_MODEL_NAME": self.model_name,
         }
         for key, value in self.catalog_properties.items():
             out[_property_to_env(key)] = value
@@ -176,6 +217,7 @@ KNOWN_SECTIONS = {
     "pipeline",
     "tune",
     "engine",
+    "model",
 }
 
 
@@ -289,6 +331,8 @@ def load_settings(
         config_path,
         env_int(env, "CNAI_MAX_FEATURES", DEFAULT_MAX_FEATURES),
     )
+    model = _model_section(_section(raw, "model", {"name", "task"}, config_path), config_path)
+    dataset = _with_task(dataset, model["task"], config_path)
     _check_events(raw.get("events"), config_path)
     if env.get("CNAI_TABLE"):
         parse_table_identifier(env["CNAI_TABLE"])
@@ -314,6 +358,7 @@ def load_settings(
             env.get("CNAI_MODEL_FACTORY") or train.get("model_factory") or DEFAULT_MODEL_FACTORY
         ),
         ray_address=env.get("RAY_ADDRESS") or ray.get("address") or None,
+        model_name=str(env.get("CNAI_MODEL_NAME") or model["name"]),
         sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune", "engine"}},
     )
 
@@ -328,6 +373,7 @@ _DATASET_KEYS = {
     "key",
     "feature_shape",
     "split_fractions",
+    "sample",
 }
 
 
@@ -426,6 +472,10 @@ def _features(raw: Any, path: Path, max_features: int) -> tuple[str, ...]:
 def _classes(raw: Any, path: Path, label_type: str) -> tuple[int | str, ...]:
     if not isinstance(raw, (list, tuple)):
         raise _fail(path, "dataset.classes", f"must be a list of labels, got {raw!r}")
+    if raw and label_type in REGRESSION_LABEL_TYPES:
+        raise _fail(
+            path, "dataset.classes", f"must be left out for a {label_type} label (regression)"
+        )
     want: type = str if label_type == "string" else int
     classes: list[int | str] = []
     for i, value in enumerate(raw):
@@ -476,8 +526,8 @@ def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> Dataset
     if label in features:
         raise _fail(path, "dataset.label", f"must not also be a feature, got {label!r}")
     classes = _classes(raw.get("classes", list(spec.classes)), path, label_type)
-    if not classes:
-        raise _fail(path, "dataset.classes", "must list at least one class")
+    if "classes" in raw and not classes:
+        raise _fail(path, "dataset.classes", "must list at least one class (or be left out)")
     raw_shape = raw.get("feature_shape", [1, len(features)])
     if not isinstance(raw_shape, (list, tuple)) or not raw_shape:
         raise _fail(path, "dataset.feature_shape", f"must be a list of integers, got {raw_shape!r}")
@@ -503,7 +553,55 @@ def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> Dataset
         key=_texts(raw.get("key", list(spec.key)), path, "dataset.key"),
         feature_shape=shape,
         split_fractions=_fractions(raw.get("split_fractions", list(spec.split_fractions)), path),
+        sample=_reference(raw.get("sample"), path, "dataset.sample"),
     )
+
+
+def _reference(value: Any, path: Path, field_name: str) -> str | None:
+    """An optional ``module:function`` reference (resolved only when used)."""
+    if value is None:
+        return None
+    text = _text(value, path, field_name)
+    module, sep, name = text.partition(":")
+    if not sep or not module or not name:
+        raise _fail(path, field_name, f"must be module:function, got {text!r}")
+    return text
+
+
+def _model_section(raw: dict[str, Any], path: Path) -> dict[str, str]:
+    """``{"name", "task"}`` of the ``model`` section, checked, defaults filled in."""
+    name = _text(raw.get("name", DEFAULT_MODEL_NAME), path, "model.name")
+    bad = [c for c in "'\"/@\\`" if c in name]
+    if bad or name != name.strip():
+        raise _fail(
+            path, "model.name", f"must not contain quotes, '/', '@' or edge spaces, got {name!r}"
+        )
+    task = _text(raw.get("task", "classification"), path, "model.task")
+    if task not in TASKS:
+        raise _fail(path, "model.task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    return {"name": name, "task": task}
+
+
+def _with_task(spec: DatasetSpec, task: str, path: Path) -> DatasetSpec:
+    """``spec`` for ``task``; UsageError when its label cannot serve that task."""
+    if task == "regression":
+        if spec.label_type not in REGRESSION_LABEL_TYPES:
+            raise _fail(
+                path,
+                "dataset.label_type",
+                f"{spec.label_type} cannot be a regression label "
+                f"(rule: model.task regression needs {' or '.join(REGRESSION_LABEL_TYPES)})",
+            )
+        if spec.classes:
+            raise _fail(path, "dataset.classes", "must be left out for model.task regression")
+    elif spec.label_type not in CLASS_LABEL_TYPES:
+        raise _fail(
+            path,
+            "dataset.label_type",
+            f"{spec.label_type} is not a class label (rule: model.task classification needs "
+            f"{', '.join(CLASS_LABEL_TYPES)}; a numeric target needs model.task regression)",
+        )
+    return replace(spec, task=task)
 
 
 def _check_events(raw: Any, path: Path) -> None:

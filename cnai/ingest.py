@@ -54,6 +54,7 @@ from cnai.retrying import commit_policy
 from cnai.sources import (
     PinnedSource,
     SourceFile,
+    ValueTypeError,
     iter_batches,
     pinned,
     read_schema,
@@ -64,7 +65,8 @@ from cnai.staging import StagingAttempt, collect_orphans
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-SEED_FILE = "digits.parquet"
+DATA_SUFFIXES = frozenset({".parquet", ".pq", ".parq", ".csv"})
+"""File name endings the landing folder is searched for."""
 
 
 @dataclass
@@ -132,7 +134,9 @@ def ingest(
 
     Args:
         source: a Parquet/CSV file or folder (path, ``file://`` or any PyArrow URI);
-            default: the home's landing folder, seeded with the digits data when empty.
+            default: the home's landing folder; when it holds no data file, the
+            configured ``dataset.sample`` function writes sample data there first
+            (without one: UsageError, and nothing is written).
         table: ``NAMESPACE.NAME``; default: the configured dataset table.
         settings: where the stores are; default: resolved from the environment.
         progress: where to report progress; default: plain lines on stderr.
@@ -142,9 +146,9 @@ def ingest(
     """
     settings = (settings or load_settings()).with_table(table)
     progress = progress or Progress()
-    spec = settings.dataset
+    spec = settings.dataset.require()
     if source is None:
-        source = str(seed_landing(settings.landing_dir, progress))
+        source = str(fill_landing(settings.landing_dir, spec, progress))
     files = resolve_source(source)
     if not files:
         raise ContractError(f"--source {source}: no .parquet or .csv file found")
@@ -203,23 +207,35 @@ def ingest(
     }
 
 
-def seed_landing(landing: Path, progress: Progress) -> Path:
-    """Make sure the landing folder holds data; write the digits set when it is empty."""
-    landing.mkdir(parents=True, exist_ok=True)
-    if any(p.suffix.lower() in {".parquet", ".pq", ".parq", ".csv"} for p in landing.rglob("*")):
-        return landing
-    from sklearn.datasets import load_digits
+def fill_landing(landing: Path, spec: DatasetSpec, progress: Progress) -> Path:
+    """``landing`` when it holds a data file; else let ``spec.sample`` write some there.
 
-    digits = load_digits()
-    columns: dict[str, Any] = {
-        f"pixel_{i}": pa.array(digits.data[:, i], type=pa.float64()) for i in range(64)
-    }
-    columns["label"] = pa.array(digits.target, type=pa.int64())
-    pq.write_table(pa.table(columns), landing / SEED_FILE)
-    progress.info(
-        f"seeded {landing / SEED_FILE} with the digits data set ({len(digits.target)} rows)"
-    )
+    Without a ``dataset.sample`` function an empty landing folder is bad input
+    (UsageError) and nothing is created or written.
+    """
+    if _holds_data(landing):
+        return landing
+    if not spec.sample:
+        raise UsageError(
+            f"--source: not given and the landing folder {landing} holds no .parquet or .csv "
+            "file (rule: pass --source, put files there, or configure dataset.sample)"
+        )
+    from cnai.resolve import resolve_callable
+
+    writer = resolve_callable(spec.sample, what="dataset.sample")
+    landing.mkdir(parents=True, exist_ok=True)
+    writer(landing)
+    if not _holds_data(landing):
+        raise UsageError(
+            f"dataset.sample {spec.sample}: wrote no .parquet or .csv file into {landing}"
+        )
+    progress.info(f"seeded {landing} with sample data from {spec.sample}")
     return landing
+
+
+def _holds_data(folder: Path) -> bool:
+    """True when ``folder`` exists and holds a data file (at any depth)."""
+    return folder.is_dir() and any(p.suffix.lower() in DATA_SUFFIXES for p in folder.rglob("*"))
 
 
 def _stage(
@@ -252,10 +268,16 @@ def _stage_pinned(
     """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
     try:
         return _stage_checked(table, pin, fingerprint, spec, progress, attempt)
-    except UsageError:
+    except UsageError as exc:
         # A file rewritten under the reader reads as garbage or as breaking the
         # contract; report the change it is (runtime failure, exit 1), not bad input.
         pin.check_unchanged()
+        if isinstance(exc, ValueTypeError) and exc.column == spec.label:
+            raise ContractError(
+                f"{exc.uri}: column {exc.column!r}: label value {exc.value!r} is not "
+                f"{spec.label_type} (rule: labels of the declared dataset.label_type "
+                f"{spec.label_type}; string labels need label_type: string)"
+            ) from exc
         raise
 
 

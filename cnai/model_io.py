@@ -1,10 +1,13 @@
-"""How a trained classifier is stored in MLflow and loaded back.
+"""How a trained model is stored in MLflow and loaded back.
 
 The contract every step relies on: a training run logs its model under the artifact
 name ``model`` as an MLflow pyfunc whose ``predict`` takes a pandas DataFrame (or a
-2-D array) holding the dataset's feature columns and returns one class label per
-row (values from ``DatasetSpec.classes``). ``predict_proba`` on the unwrapped model
-gives per-class probabilities. Load it anywhere with
+2-D array) holding the dataset's feature columns and returns one original class
+label per row (values from ``DatasetSpec.classes``, declared or inferred: integers or
+strings), or for ``model.task: regression`` one number per row. ``predict_proba`` on
+the unwrapped classifier gives per-class probabilities. The class list and the task
+are also in the model's MLflow metadata (``metadata: {task, classes}``) and in the
+run artifact ``classes.json``. Load it anywhere with
 ``mlflow.pyfunc.load_model("runs:/<id>/model")`` or ``models:/<name>@champion``.
 """
 
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
 MODEL_ARTIFACT = "model"
+CLASSES_ARTIFACT = "classes.json"
+"""Run artifact ``{"task", "classes"}``: the class list the model's outputs index."""
 
 
 def _features_array(model_input: Any, features: tuple[str, ...]) -> np.ndarray:
@@ -70,6 +75,28 @@ class TorchClassifier(_classifier_base()):  # type: ignore[misc]
         return np.asarray(self.classes)[index]
 
 
+class TorchRegressor(_classifier_base()):  # type: ignore[misc]
+    """A torch module returning one number per row (``model.task: regression``)."""
+
+    def __init__(
+        self, module: torch.nn.Module, features: tuple[str, ...], feature_shape: tuple[int, ...]
+    ) -> None:
+        self.module = module.cpu().eval()
+        self.features = tuple(features)
+        self.feature_shape = tuple(feature_shape)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """One predicted value (float64) per row."""
+        import torch
+
+        x = torch.from_numpy(_features_array(model_input, self.features))
+        with torch.no_grad():
+            out = self.module(x.reshape(-1, *self.feature_shape))
+        return out.reshape(-1).numpy().astype(np.float64)
+
+
 def pip_requirements() -> list[str]:
     """Exact requirements of the logged model (given, so MLflow need not infer them)."""
     import mlflow
@@ -84,23 +111,41 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_classifier(module: torch.nn.Module, spec: DatasetSpec, example: np.ndarray) -> ModelInfo:
+def log_model(module: torch.nn.Module, spec: DatasetSpec, example: np.ndarray) -> ModelInfo:
     """Log ``module`` to the active MLflow run as the ``model`` artifact.
 
-    ``example`` is a few rows of features (2-D, feature order) used for the input
-    example and the signature.
+    A classifier (``spec.classes`` resolved: declared or inferred) or a regressor
+    (``spec.is_regression``). ``example`` is a few rows of features (2-D, feature
+    order) used for the input example and the signature. The task and the class list
+    go into the model's metadata and into the run artifact ``classes.json``.
     """
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
-    wrapper = TorchClassifier(module, spec.features, spec.classes, spec.feature_shape)
+    wrapper: Any
+    if spec.is_regression:
+        wrapper = TorchRegressor(module, spec.features, spec.input_shape)
+    else:
+        wrapper = TorchClassifier(module, spec.features, spec.classes, spec.input_shape)
     frame = pd.DataFrame(np.asarray(example, dtype=np.float64), columns=list(spec.features))
     signature = infer_signature(frame, wrapper.predict(None, frame))
+    metadata = {"task": spec.task, "classes": [_plain(c) for c in spec.classes]}
+    mlflow.log_dict(metadata, CLASSES_ARTIFACT)
     return mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=wrapper,
         signature=signature,
         input_example=frame,
         pip_requirements=pip_requirements(),
+        metadata=metadata,
     )
+
+
+log_classifier = log_model
+"""Former name of :func:`log_model`."""
+
+
+def _plain(value: Any) -> int | str:
+    """A class label as JSON has it (numpy integers become ints)."""
+    return value if isinstance(value, str) else int(value)

@@ -48,11 +48,8 @@ _MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
 def configured_model_name(settings: Settings) -> str:
-    """The registered model name of the configuration (its ``model_name`` setting when
-    it has one, else the registry's default)."""
-    from cnai.registry.register import MODEL_NAME
-
-    return str(getattr(settings, "model_name", "") or MODEL_NAME)
+    """The registered model name of the configuration (``model.name``)."""
+    return settings.model_name
 
 
 def predictions_table_name(table: str) -> str:

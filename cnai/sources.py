@@ -14,8 +14,11 @@ comparing the file's size and modification time before and after
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,6 +203,10 @@ def read_schema(
                 return pq.read_schema(handle)
         with _csv_reader(source, columns, pin) as reader:
             return reader.schema
+    except pa.ArrowInvalid as exc:
+        raise _csv_value_error(source, exc, pin) or UsageError(
+            f"{source.uri}: not a readable {source.format} file ({exc})"
+        ) from exc
     except (pa.ArrowException, OSError) as exc:
         raise UsageError(f"{source.uri}: not a readable {source.format} file ({exc})") from exc
 
@@ -225,7 +232,9 @@ def iter_batches(
             for batch in reader:
                 yield batch.select([c for c in columns if c in batch.schema.names])
     except pa.ArrowInvalid as exc:
-        raise UsageError(f"{source.uri}: not a readable {source.format} file ({exc})") from exc
+        raise _csv_value_error(source, exc, pin) or UsageError(
+            f"{source.uri}: not a readable {source.format} file ({exc})"
+        ) from exc
     except (pa.ArrowException, OSError) as exc:
         raise UsageError(f"{source.uri}: read failed ({exc})") from exc
 
@@ -236,6 +245,49 @@ def _parquet_batches(
     parquet = pq.ParquetFile(handle)
     present = [c for c in columns if c in parquet.schema_arrow.names]
     yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
+
+
+class ValueTypeError(UsageError):
+    """A CSV value does not parse as its column's declared type."""
+
+    def __init__(self, uri: str, column: str, value: str, type_name: str) -> None:
+        super().__init__(
+            f"{uri}: column {column!r}: value {value!r} is not {type_name} "
+            "(rule: values of the declared type)"
+        )
+        self.uri = uri
+        """The file."""
+        self.column = column
+        """The column whose value does not parse."""
+        self.value = value
+        """The offending value, as written."""
+        self.type_name = type_name
+        """The Arrow type it should have parsed as."""
+
+
+_CSV_CONVERSION = re.compile(
+    r"CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*?)'"
+)
+
+
+def _csv_value_error(
+    source: SourceFile, exc: pa.ArrowInvalid, pin: PinnedSource | None
+) -> ValueTypeError | None:
+    """The conversion failure ``exc`` reports, naming its column; None when it is not one."""
+    found = _CSV_CONVERSION.search(str(exc))
+    if source.format != "csv" or not found:
+        return None
+    position, type_name, value = int(found.group(1)), found.group(2), found.group(3)
+    try:
+        stream = source.filesystem.open_input_stream(source.path) if pin is None else pin.rewind()
+        head = stream.read(1 << 20).decode("utf-8", errors="replace")
+        if pin is None:
+            stream.close()
+        names = next(csv.reader(io.StringIO(head)), [])
+    except (pa.ArrowException, OSError):
+        names = []
+    column = names[position] if position < len(names) else f"#{position}"
+    return ValueTypeError(source.uri, column, value, type_name)
 
 
 class _csv_reader:  # noqa: N801 - used as a context manager

@@ -15,13 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from cnai.catalog import FINGERPRINTS_KEY, load_table
-from cnai.config import DIGITS_FEATURES, load_settings
+from cnai.config import load_settings
 from cnai.errors import UsageError
 from cnai.ingest import ingest
 from cnai.progress import Progress
 from tests.conftest import REPO, run_cli
 
 QUIET = Progress(quiet=True)
+
+
+DIGITS_FEATURES = tuple(f"pixel_{i}" for i in range(64))
+"""The reference project's digits feature columns (its cnai.yaml declares them)."""
 
 
 def digits_batch(rows: int, seed: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class TestSplit:
     features: np.ndarray
     """float32 (n, d) in the dataset's feature order."""
     labels: np.ndarray
-    """int64 (n,) indices into ``DatasetSpec.classes``."""
+    """int64 (n,) indices into ``DatasetSpec.classes`` (float32 targets for regression)."""
 
     @property
     def rows(self) -> int:
@@ -74,28 +74,49 @@ def load_model(uri: str, what: str, store: str, *, bad_input: bool = False) -> A
 def score(model: Any, split: TestSplit, settings: Settings) -> dict[str, float]:
     """Metrics of a loaded pyfunc model on ``split``.
 
-    ``test_accuracy`` always; ``test_log_loss`` when the model exposes
-    ``predict_proba`` (cnai's :class:`cnai.model_io.TorchClassifier` does).
+    Classification: ``test_accuracy`` (predicted labels against the original labels),
+    and ``test_log_loss`` when the model exposes ``predict_proba`` (cnai's
+    :class:`cnai.model_io.TorchClassifier` does; its probability columns are matched
+    to the labels through the model's own class list). Regression
+    (``model.task: regression``): ``test_rmse`` and ``test_r2``. ``test_rows`` always.
     """
     import pandas as pd
 
     spec = settings.with_table(split.table).dataset
     frame = pd.DataFrame(split.features.astype(np.float64), columns=list(spec.features))
     predicted = np.asarray(model.predict(frame))
-    truth = np.asarray(spec.classes)[split.labels]
     if predicted.shape[0] != split.rows:
         raise CnaiError(
             f"model returned {predicted.shape[0]} predictions for {split.rows} test rows"
         )
-    metrics = {
-        "test_accuracy": float(np.mean(predicted.astype(truth.dtype) == truth)),
-        "test_rows": float(split.rows),
-    }
+    if spec.is_regression:
+        return _regression_metrics(predicted, split)
+    truth = np.asarray(spec.classes)[split.labels]
+    try:
+        matches = predicted.astype(truth.dtype) == truth
+    except (TypeError, ValueError):  # e.g. a number predicted for string labels
+        matches = np.asarray([str(p) == str(t) for p, t in zip(predicted, truth, strict=True)])
+    metrics = {"test_accuracy": float(np.mean(matches)), "test_rows": float(split.rows)}
     inner = _unwrap(model)
     if inner is not None and hasattr(inner, "predict_proba"):
         proba = np.asarray(inner.predict_proba(frame), dtype=np.float64)
-        picked = proba[np.arange(split.rows), split.labels]
+        own = list(getattr(inner, "classes", spec.classes))
+        where = {value: i for i, value in enumerate(own)}
+        columns = np.asarray([where.get(value, -1) for value in truth.tolist()])
+        picked = np.where(columns >= 0, proba[np.arange(split.rows), np.maximum(columns, 0)], 0.0)
         metrics["test_log_loss"] = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+    return metrics
+
+
+def _regression_metrics(predicted: np.ndarray, split: TestSplit) -> dict[str, float]:
+    """``test_rmse``, ``test_r2`` (1 - SSE/SST; left out when the targets are constant), rows."""
+    truth = split.labels.astype(np.float64)
+    errors = predicted.astype(np.float64).reshape(-1) - truth
+    sse = float(np.sum(errors * errors))
+    sst = float(np.sum((truth - truth.mean()) ** 2))
+    metrics = {"test_rmse": float(np.sqrt(sse / split.rows)), "test_rows": float(split.rows)}
+    if sst > 0:
+        metrics["test_r2"] = 1.0 - sse / sst
     return metrics
 
 

@@ -31,11 +31,10 @@ from cnai.registry import lineage as lin
 from cnai.registry import retry
 from cnai.registry.card import CardInput, card_path, render
 from cnai.registry.evaluate import TestSplit, load_model, read_test_split, score
-from cnai.registry.gate import OBJECTIVE, Decision, decide
+from cnai.registry.gate import Decision, decide, objective_for
 from cnai.registry.lock import LOCK_PREFIX, RegistryLock, registry_lock
 from cnai.registry.tags import (
     CARD_TAG,
-    CHAMPION_METRIC,
     INCUMBENT_TAG,
     METRIC_PREFIX,
     MIN_DELTA_TAG,
@@ -46,14 +45,13 @@ from cnai.registry.tags import (
     TOKEN_TAG,
     metrics_from_tags,
 )
+from cnai.training.classes import resolve_classes
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
-MODEL_NAME = "digits-classifier"
-"""Default registered model name."""
 CHAMPION = "champion"
 """Alias of the version that serves."""
 CHALLENGER = "challenger"
@@ -73,7 +71,7 @@ class _Candidate:
 
 def register(
     run_id: str,
-    model_name: str = MODEL_NAME,
+    model_name: str | None = None,
     min_delta: float = 0.0,
     *,
     settings: Settings | None = None,
@@ -83,7 +81,7 @@ def register(
 
     Args:
         run_id: MLflow run that logged the model (the train step's run).
-        model_name: registered model name.
+        model_name: registered model name; default: the configured ``model.name``.
         min_delta: how much the candidate's test accuracy must exceed the champion's to
             take alias ``champion`` (ties always keep the incumbent).
         settings: where the stores are; default: resolved from the environment.
@@ -93,8 +91,9 @@ def register(
         ``{model_name, version, created, aliases, promoted, reason, champion_version,
         metrics}`` as documented for ``cnai register --json``.
     """
-    _check_inputs(run_id, model_name, min_delta)
     settings = settings or load_settings()
+    model_name = model_name or settings.model_name
+    _check_inputs(run_id, model_name, min_delta)
     progress = progress or Progress()
     from mlflow import MlflowClient
 
@@ -142,6 +141,7 @@ class _Registrar:
         self.min_delta = min_delta
         self.settings = settings
         self.progress = progress
+        self.objective = objective_for(settings.dataset.task)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         return retry.call(what, fn, store=self.store, **kwargs)
@@ -170,6 +170,7 @@ class _Registrar:
             return self._result(existing, created=False)
         aliases_before = self._aliases()
         champion = aliases_before.get(CHAMPION)
+        objective = self.objective.metric
         own = existing.version if existing is not None else None
         if existing is not None and champion is not None and str(champion) == str(own):
             # Completing an interrupted registration that had already moved champion.
@@ -180,21 +181,22 @@ class _Registrar:
             champion_metrics = self._score_champion(champion, cand.split) if champion else {}
             incumbent = str(champion) if champion else None
             decision = decide(
-                cand.metrics[OBJECTIVE],
-                champion_metrics.get(OBJECTIVE),
+                cand.metrics[objective],
+                champion_metrics.get(objective),
                 self.min_delta,
                 incumbent,
+                self.objective,
             )
         metrics = dict(cand.metrics)
-        if OBJECTIVE in champion_metrics:
-            metrics[CHAMPION_METRIC] = champion_metrics[OBJECTIVE]
+        if objective in champion_metrics:
+            metrics[f"champion_{objective}"] = champion_metrics[objective]
         tags = {
             **cand.lineage.tags(),
             **{METRIC_PREFIX + k: repr(v) for k, v in metrics.items()},
             PROMOTED_TAG: "true" if decision.promoted else "false",
             REASON_TAG: decision.reason,
             MIN_DELTA_TAG: repr(self.min_delta),
-            OBJECTIVE_TAG: OBJECTIVE,
+            OBJECTIVE_TAG: objective,
             STATUS_TAG: "pending",
         }
         if incumbent:
@@ -347,12 +349,15 @@ class _Registrar:
     def _evaluate(self, run: Run, source: str, model_id: str | None) -> _Candidate:
         lineage = self._lineage(run, model_id)
         where = f"{lineage.table} snapshot {lineage.snapshot_id}"
+        # Undeclared classes: the list the train step inferred from the same snapshot.
+        self.settings = resolve_classes(self.settings, lineage.table, lineage.snapshot_id)
         with self.progress.status(f"run {lineage.run_id}: evaluating on the test split of {where}"):
             split = read_test_split(self.settings, lineage.table, lineage.snapshot_id)
             model = self._load(source, f"--run-id {lineage.run_id}: the run's model", True)
             metrics = score(model, split, self.settings)
         self.progress.info(
-            f"run {lineage.run_id}: {OBJECTIVE} {metrics[OBJECTIVE]:.4f} on {split.rows} test rows"
+            f"run {lineage.run_id}: {self.objective.metric} {metrics[self.objective.metric]:.4f} "
+            f"on {split.rows} test rows"
         )
         return _Candidate(run, lineage, source, metrics, split)
 
@@ -371,7 +376,8 @@ class _Registrar:
                 f"{self.name} champion v{version}: cannot be evaluated on the test split of "
                 f"{split.table} snapshot {split.snapshot_id}: {retry.first_line(exc)}"
             ) from exc
-        self.progress.info(f"champion v{version}: {OBJECTIVE} {metrics[OBJECTIVE]:.4f}")
+        metric = self.objective.metric
+        self.progress.info(f"champion v{version}: {metric} {metrics[metric]:.4f}")
         return metrics
 
     # -- registry operations --------------------------------------------------------------

@@ -23,7 +23,8 @@ OBJECTIVE_TAG = "cnai.gate.objective"
 METRIC_PREFIX = "cnai.metric."
 """Prefix of the evaluation metrics (``cnai.metric.test_accuracy``, ...)."""
 CHAMPION_METRIC = "champion_" + OBJECTIVE
-"""Metric name of the incumbent champion's objective on the same rows."""
+"""Metric name of the incumbent champion's objective on the same rows (classification;
+for regression ``champion_test_rmse``)."""
 CARD_TAG = "cnai.model_card"
 """Artifact path of the model card inside the version's run."""
 

@@ -46,13 +46,15 @@ class ServedModel:
 
 
 def _predictor(pyfunc_model: Any, spec: InputSpec) -> Predict:
-    from cnai.model_io import TorchClassifier
+    from cnai.model_io import TorchClassifier, TorchRegressor
 
     try:
         inner = pyfunc_model.unwrap_python_model()
     except Exception:  # noqa: BLE001 - not a PythonModel flavour
         inner = None
-    if isinstance(inner, TorchClassifier) and tuple(inner.features) == spec.features:
+    if isinstance(inner, (TorchClassifier, TorchRegressor)) and tuple(inner.features) == (
+        spec.features
+    ):
         classifier = inner
 
         def direct(rows: np.ndarray) -> np.ndarray:

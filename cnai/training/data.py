@@ -98,7 +98,8 @@ class SplitArrays:
     loading never transposes. Indexing rows (a batch) gathers a fresh (k, d) array;
     ``torch.from_numpy`` takes the view as it is (no copy)."""
     labels: np.ndarray
-    """Int64 (n,) class indices into ``DatasetSpec.classes``."""
+    """Int64 (n,) class indices into ``DatasetSpec.classes``; float32 (n,) target values
+    for a regression task (see :func:`label_values`)."""
     index: dict[str, np.ndarray]
     """Split name -> ascending int64 positions of that split's rows."""
 
@@ -110,6 +111,22 @@ class SplitArrays:
         """Copies of one split's features (k, d) and labels (k,)."""
         rows = self.index[name]
         return self.features[rows], self.labels[rows]
+
+
+def label_dtype(spec: DatasetSpec) -> type[np.generic]:
+    """The labels' array type: float32 targets for regression, else int64 class indices."""
+    return np.float32 if spec.is_regression else np.int64
+
+
+def label_values(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
+    """Each row's label as the model trains on it: the float32 target for a regression
+    task, else the int64 index into ``spec.classes`` (:func:`class_indices`)."""
+    if not spec.is_regression:
+        return class_indices(batch, spec)
+    labels = batch.column(spec.label)
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    return labels.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
 
 
 def class_indices(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec) -> np.ndarray:
@@ -200,8 +217,8 @@ def read_split(
         table: ``NS.NAME``; default: the configured dataset table.
 
     Returns:
-        Features float32 (n, d) in ``spec.features`` order and labels int64 class
-        indices into ``spec.classes``.
+        Features float32 (n, d) in ``spec.features`` order and labels as
+        :func:`label_values` gives them.
     """
     if split not in SPLIT_CODES:
         raise UsageError(f"split {split!r}: expected one of {', '.join(SPLIT_NAMES)}")
@@ -216,9 +233,9 @@ def read_split(
         if len(keep) < batch.num_rows:
             batch = batch.take(pa.array(keep))
         features.append(feature_matrix(batch, spec))
-        labels.append(class_indices(batch, spec))
+        labels.append(label_values(batch, spec))
     if not features:
-        return np.empty((0, len(spec.features)), np.float32), np.empty(0, np.int64)
+        return np.empty((0, len(spec.features)), np.float32), np.empty(0, label_dtype(spec))
     return np.concatenate(features), np.concatenate(labels)
 
 
@@ -454,7 +471,7 @@ def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays
     for piece in pieces:
         starts.append(starts[-1] + piece.stop - piece.start)
     block = _pooled((len(spec.features), starts[-1]), np.float32)
-    labels = _pooled((starts[-1],), np.int64)
+    labels = _pooled((starts[-1],), label_dtype(spec))
     codes = np.empty(starts[-1], np.int8)
 
     def fill(slot: int, parts: Iterator[Part]) -> int:
@@ -471,7 +488,7 @@ def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays
             names = part.schema.names
             copy_features(part, spec, block[:, at:stop])
             if spec.label in names:
-                labels[at:stop] = class_indices(part, spec)
+                labels[at:stop] = label_values(part, spec)
             if ROW_HASH_COLUMN in names:
                 codes[at:stop] = assign_splits(part, spec)
             covered = max(covered, offset + part.num_rows)

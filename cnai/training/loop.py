@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from cnai.training.data import SplitArrays
+    from cnai.training.stats import FeatureStats
 
 TRAINING_KEYS = ("epochs", "lr", "batch_size", "weight_decay")
 """Hyperparameters the loop consumes; every other one goes to the model factory."""
@@ -49,7 +50,7 @@ class TrainConfig:
     """Adam weight decay (L2 penalty)."""
     seed: int = 0
     """Seed for model initialisation and per-epoch shuffles."""
-    model_factory: str = "steps.models:digits_cnn"
+    model_factory: str = "cnai.models:mlp"
     """``module:function`` building the model."""
     model_params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the model factory (its hyperparameters)."""
@@ -79,23 +80,27 @@ class EpochMetrics:
     epoch: int
     """0-based epoch index."""
     train_loss: float
-    """Mean cross-entropy over the epoch's training steps."""
+    """Mean loss over the epoch's training steps (cross-entropy; MSE for regression)."""
     val_loss: float
-    """Mean cross-entropy on the validation split after the epoch (NaN when empty)."""
+    """Mean loss on the validation split after the epoch (NaN when empty)."""
     val_accuracy: float
-    """Accuracy on the validation split after the epoch (NaN when empty)."""
+    """Accuracy on the validation split after the epoch (NaN when empty or regression)."""
     samples: int
     """Training rows processed this epoch, all ranks together."""
     seconds: float
     """Wall time of the epoch on the reporting rank."""
+    val_rmse: float = math.nan
+    """Root mean squared error on the validation split (regression only; else NaN)."""
+    regression: bool = False
+    """True for ``model.task: regression`` (which quality metric the epoch reports)."""
 
     def as_dict(self) -> dict[str, float]:
-        """The three metrics the contract names."""
-        return {
-            "train_loss": self.train_loss,
-            "val_loss": self.val_loss,
-            "val_accuracy": self.val_accuracy,
-        }
+        """The three metrics the contract names: the losses and the task's quality metric
+        (``val_accuracy``, or ``val_rmse`` for regression)."""
+        quality = (
+            {"val_rmse": self.val_rmse} if self.regression else {"val_accuracy": self.val_accuracy}
+        )
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, **quality}
 
 
 class Collective:
@@ -150,11 +155,20 @@ def resolve_factory(name: str) -> Callable[..., Any]:
     return resolve_callable(name, what="model factory")
 
 
-def build_model(config: TrainConfig, spec: DatasetSpec) -> nn.Module:
+def output_size(spec: DatasetSpec) -> int:
+    """How many outputs a row's prediction has: one logit per class, 1 for regression."""
+    return 1 if spec.is_regression else len(spec.classes)
+
+
+def build_model(
+    config: TrainConfig, spec: DatasetSpec, stats: FeatureStats | None = None
+) -> nn.Module:
     """Call the configured factory; UsageError when it rejects the arguments.
 
-    ``input_shape`` and ``num_classes`` are passed when the factory accepts them
-    (by name or through ``**kwargs``).
+    ``input_shape``, ``num_classes`` (:func:`output_size`: 1 for regression) and, when
+    ``stats`` is given, ``feature_mean`` / ``feature_std`` (the training split's, see
+    :mod:`cnai.training.stats`) are passed when the factory accepts them by name;
+    ``input_shape`` and ``num_classes`` also through ``**kwargs``.
     """
     from torch import nn
 
@@ -166,12 +180,17 @@ def build_model(config: TrainConfig, spec: DatasetSpec) -> nn.Module:
         names = set(signature.parameters)
     except (TypeError, ValueError):
         accepts_any, names = True, set()
-    for key, value in (
-        ("input_shape", tuple(spec.feature_shape)),
-        ("num_classes", len(spec.classes)),
-    ):
+    given: dict[str, Any] = {
+        "input_shape": tuple(spec.input_shape),
+        "num_classes": output_size(spec),
+    }
+    for key, value in given.items():
         if accepts_any or key in names:
             kwargs.setdefault(key, value)
+    if stats is not None:
+        for key, stat in (("feature_mean", stats.mean), ("feature_std", stats.std)):
+            if key in names:
+                kwargs.setdefault(key, stat)
     unknown = sorted(k for k in config.model_params if not accepts_any and k not in names)
     if unknown:
         raise UsageError(
@@ -190,17 +209,26 @@ def build_model(config: TrainConfig, spec: DatasetSpec) -> nn.Module:
 
 
 def check_model(model: nn.Module, spec: DatasetSpec) -> None:
-    """UsageError unless the model maps a batch of rows to one logit per class."""
+    """UsageError unless the model maps a batch of rows to one logit per class (one
+    value per row for regression)."""
     import torch
 
-    x = torch.zeros((2, *spec.feature_shape), dtype=torch.float32)
+    x = torch.zeros((2, *spec.input_shape), dtype=torch.float32)
     try:
         with torch.no_grad():
             out = model.eval()(x)
     except Exception as exc:  # any failure means the model does not fit the data
         raise UsageError(
-            f"model: cannot run on inputs shaped {list(spec.feature_shape)} ({exc})"
+            f"model: cannot run on inputs shaped {list(spec.input_shape)} ({exc})"
         ) from exc
+    if spec.is_regression:
+        if tuple(out.shape) not in ((2,), (2, 1)):
+            raise UsageError(
+                f"model: returned shape {list(out.shape)[1:]} per row, expected 1 value "
+                "(model.task regression)"
+            )
+        model.train()
+        return
     if tuple(out.shape) != (2, len(spec.classes)):
         raise UsageError(
             f"model: returned shape {list(out.shape)[1:]} per row, "
@@ -215,6 +243,15 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
+def loss_of(outputs: torch.Tensor, labels: torch.Tensor, regression: bool, **kw: Any) -> Any:
+    """The training loss: cross-entropy on class indices, MSE on regression targets."""
+    from torch.nn import functional
+
+    if regression:
+        return functional.mse_loss(outputs.reshape(-1), labels, **kw)
+    return functional.cross_entropy(outputs, labels, **kw)
+
+
 def evaluate(
     model: nn.Module,
     features: torch.Tensor,
@@ -222,25 +259,30 @@ def evaluate(
     rows: torch.Tensor,
     collective: Collective,
     batch: int = 4096,
+    regression: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``rows`` over every rank (NaN when none)."""
+    """Mean loss and the task's quality metric of ``model`` on ``rows`` over every rank
+    (NaN when none): accuracy, or for regression the RMSE (the loss being the MSE)."""
     import torch
-    from torch.nn import functional
 
     model.eval()
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(rows), batch):
             index = rows[start : start + batch]
-            logits = model(features[index])
+            outputs = model(features[index])
             y = labels[index]
-            loss_sum += float(functional.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == y).sum())
+            loss_sum += float(loss_of(outputs, y, regression, reduction="sum"))
+            if not regression:
+                correct += int((outputs.argmax(dim=1) == y).sum())
     model.train()
     totals = collective.sum(torch.tensor([loss_sum, float(correct), float(len(rows))]))
     count = float(totals[2])
     if count == 0:
         return math.nan, math.nan
+    if regression:
+        mse = float(totals[0]) / count
+        return mse, math.sqrt(mse)
     return float(totals[0]) / count, float(totals[1]) / count
 
 
@@ -262,11 +304,12 @@ class EpochLoop:
         self.model = model
         self.train_model = ddp_model if ddp_model is not None else model
         self.config = config
+        self.regression = spec.is_regression
         self.collective = collective
         self.device = device
         # Feature-major storage is kept as it is: splitting the feature axis into the
         # model's shape is a view, and each batch's row gather makes a dense copy.
-        self.features = torch.from_numpy(data.features).to(device).reshape(-1, *spec.feature_shape)
+        self.features = torch.from_numpy(data.features).to(device).reshape(-1, *spec.input_shape)
         self.labels = _tensor(data.labels, device)
         self.rows = {split: _tensor(rows, device) for split, rows in data.index.items()}
         self.optimizer = torch.optim.Adam(
@@ -313,7 +356,6 @@ class EpochLoop:
         import time
 
         import torch
-        from torch.nn import functional
 
         start = time.perf_counter()
         # Positions in the partition of this epoch's shuffled training rows.
@@ -323,25 +365,34 @@ class EpochLoop:
         for begin in range(0, len(order), self.per_rank_batch):
             index = order[begin : begin + self.per_rank_batch]
             self.optimizer.zero_grad(set_to_none=True)
-            logits = self.train_model(self.features[index])
-            loss = functional.cross_entropy(logits, self.labels[index])
+            outputs = self.train_model(self.features[index])
+            loss = loss_of(outputs, self.labels[index], self.regression)
             loss.backward()
             self.optimizer.step()
             loss_sum += loss.detach() * len(index)
         totals = self.collective.sum(torch.tensor([float(loss_sum), float(len(order))]))
-        val_loss, val_accuracy = self._evaluate("validation")
+        val_loss, quality = self._evaluate("validation")
         return EpochMetrics(
             epoch=epoch,
             train_loss=float(totals[0]) / float(totals[1]),
             val_loss=val_loss,
-            val_accuracy=val_accuracy,
+            val_accuracy=math.nan if self.regression else quality,
             samples=int(totals[1]),
             seconds=time.perf_counter() - start,
+            val_rmse=quality if self.regression else math.nan,
+            regression=self.regression,
         )
 
     def test(self) -> tuple[float, float]:
-        """Loss and accuracy on the test split over all ranks."""
+        """Loss and the quality metric (accuracy; RMSE for regression) on the test split."""
         return self._evaluate("test")
 
     def _evaluate(self, split: str) -> tuple[float, float]:
-        return evaluate(self.model, self.features, self.labels, self.rows[split], self.collective)
+        return evaluate(
+            self.model,
+            self.features,
+            self.labels,
+            self.rows[split],
+            self.collective,
+            regression=self.regression,
+        )

@@ -18,6 +18,7 @@ from cnai.config import Settings
 from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 from cnai.training.checkpoint import run_checkpoint_uri
+from cnai.training.classes import resolve_classes
 from cnai.training.data import plan_partitions
 from cnai.training.group import cluster_gpus, ensure_ray, run_group
 from cnai.training.loop import TrainConfig, build_model, check_model
@@ -79,13 +80,14 @@ class _RunLogger:
         now = int(time.time() * 1000)
         values = [
             Metric(name, float(metrics[name]), now, epoch)
-            for name in ("train_loss", "val_loss", "val_accuracy")
-            if not math.isnan(float(metrics[name]))
+            for name in ("train_loss", "val_loss", "val_accuracy", "val_rmse")
+            if name in metrics and not math.isnan(float(metrics[name]))
         ]
         self.client.log_batch(self.run_id, metrics=values, synchronous=True)
+        quality = "val_rmse" if metrics.get("regression") else "val_accuracy"
         self.progress.info(
             f"epoch {epoch + 1}/{self.epochs}: train_loss {metrics['train_loss']:.4f} "
-            f"val_loss {metrics['val_loss']:.4f} val_accuracy {metrics['val_accuracy']:.4f}"
+            f"val_loss {metrics['val_loss']:.4f} {quality} {metrics[quality]:.4f}"
         )
 
     def __call__(self, rank: int, item: dict[str, Any]) -> None:
@@ -109,28 +111,32 @@ class _RunLogger:
             self.final = item
 
 
-def _validate(request: TrainRequest, settings: Settings) -> tuple[Any, Any, Any]:
-    """Check every input before anything starts; returns (table, snapshot, model)."""
+def _validate(request: TrainRequest, settings: Settings) -> tuple[Settings, Any, Any, Any]:
+    """Check every input before anything starts; returns (settings with the classes
+    resolved, table, snapshot, model)."""
     if request.workers < 1:
         raise UsageError(f"--workers {request.workers}: must be at least 1")
     if request.max_restarts < 0:
         raise UsageError(f"--max-restarts {request.max_restarts}: must not be negative")
     request.config.validate()
-    spec = settings.dataset
+    spec = settings.dataset.require()
     table = load_table(settings, spec.table)
     snapshot = snapshot_at(table, request.snapshot_id)
     check_table_schema(table, spec)
+    settings = resolve_classes(settings, None, snapshot.snapshot_id)
+    spec = settings.dataset
     model = build_model(request.config, spec)
     check_model(model, spec)
-    return table, snapshot, model
+    return settings, table, snapshot, model
 
 
 def train_distributed(
     request: TrainRequest, settings: Settings, progress: Progress
 ) -> dict[str, Any]:
     """Run one distributed training; returns the ``cnai train --json`` summary."""
+    settings, table, snapshot, model = _validate(request, settings)
     spec = settings.dataset
-    table, snapshot, model = _validate(request, settings)
+    quality = "rmse" if spec.is_regression else "accuracy"
     fault = parse_fault(os.environ.get(FAULT_ENV))
     plan = plan_partitions(settings, request.workers, snapshot.snapshot_id, spec.table)
     empty = [rank for rank, part in enumerate(plan.partitions) if not part]
@@ -143,7 +149,7 @@ def train_distributed(
 
     import mlflow
 
-    from cnai.model_io import log_classifier
+    from cnai.model_io import log_model
     from cnai.tracking import configure, ensure_experiment
 
     started_ray = ensure_ray(settings)
@@ -206,7 +212,7 @@ def train_distributed(
             # val_accuracy's last per-epoch value already is the run's final one.
             mlflow.log_metrics(
                 {
-                    "test_accuracy": float(final["test_accuracy"]),
+                    f"test_{quality}": float(final["test_accuracy"]),
                     "test_loss": float(final["test_loss"]),
                     "restarts": float(result.restarts),
                     "train_seconds": train_seconds,
@@ -215,7 +221,7 @@ def train_distributed(
                 step=int(last["epoch"]),
             )
             progress.info("logging the model to MLflow")
-            log_classifier(model, spec, final["example"])
+            log_model(model, spec, final["example"])
     finally:
         if started_ray:
             import ray
@@ -226,8 +232,8 @@ def train_distributed(
         "world_size": request.workers,
         "backend": result.backend,
         "epochs": request.config.epochs,
-        "val_accuracy": float(last["val_accuracy"]),
-        "test_accuracy": float(final["test_accuracy"]),
+        f"val_{quality}": float(last[f"val_{quality}"]),
+        f"test_{quality}": float(final["test_accuracy"]),
         "checkpoint_uri": checkpoint_uri,
         "train_seconds": round(train_seconds, 3),
         "samples_per_second": round(samples / busy, 1) if busy > 0 else 0.0,

@@ -8,8 +8,10 @@ from typing import Any
 
 from cnai.catalog import load_table, snapshot_at
 from cnai.config import Settings
+from cnai.training.classes import resolve_classes
 from cnai.training.data import SplitArrays, load_partition, plan_partitions
 from cnai.training.loop import Collective, EpochLoop, TrainConfig, build_model, check_model
+from cnai.training.stats import training_stats
 
 Report = Callable[[int, dict[str, float], int], "bool | None"]
 """Called after each epoch with (epoch, metrics, epochs): the 0-based epoch, its
@@ -56,10 +58,11 @@ def run_single(
     import torch
 
     config.validate()
-    spec = settings.with_table(table).dataset
+    settings = resolve_classes(settings, table, snapshot_id)
+    spec = settings.dataset
     data = cached_partition(settings, table, snapshot_id)
     torch.manual_seed(config.seed)
-    model = build_model(config, spec)
+    model = build_model(config, spec, training_stats(data, Collective()))
     check_model(model, spec)
     loop = EpochLoop(model, data, spec, config, Collective(), torch.device("cpu"))
     last: dict[str, float] = {}

@@ -19,6 +19,7 @@ from cnai.training.checkpoint import load_latest, s3_options, save_checkpoint
 from cnai.training.data import DataPlan, load_partition
 from cnai.training.group import RankContext
 from cnai.training.loop import DistributedCollective, EpochLoop, TrainConfig, build_model
+from cnai.training.stats import training_stats
 
 EXAMPLE_ROWS = 5
 """Feature rows rank 0 sends back as the logged model's input example."""
@@ -64,10 +65,12 @@ def train_rank(context: RankContext, job: RankJob) -> Iterator[dict[str, Any]]:
     spec = job.settings.with_table(job.plan.table).dataset
     config = job.config
     data = load_partition(job.settings, job.plan, context.rank)
+    collective = DistributedCollective(device)
+    stats = training_stats(data, collective)
     torch.manual_seed(config.seed)
-    model = build_model(config, spec).to(device)
+    model = build_model(config, spec, stats).to(device)
     ddp = DistributedDataParallel(model, device_ids=[0] if context.use_gpu else None)
-    loop = EpochLoop(model, data, spec, config, DistributedCollective(device), device, ddp)
+    loop = EpochLoop(model, data, spec, config, collective, device, ddp)
 
     if context.rank == 0:
         yield {"kind": "ready", "attempt": context.attempt, "train_rows": data.rows("train")}
@@ -93,7 +96,7 @@ def train_rank(context: RankContext, job: RankJob) -> Iterator[dict[str, Any]]:
             )
             yield {"kind": "epoch", "metrics": metrics, "checkpoint": uri}
 
-    test_loss, test_accuracy = loop.test()
+    test_loss, test_accuracy = loop.test()  # accuracy, or RMSE for regression
     if context.rank == 0:
         rows = data.index["validation"][:EXAMPLE_ROWS]
         if len(rows) == 0:

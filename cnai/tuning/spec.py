@@ -23,7 +23,7 @@ from cnai.errors import UsageError
 API_VERSION = "kubeflow.org/v1beta1"
 KIND = "Experiment"
 
-TRIAL_METRICS = ("val_accuracy", "val_loss", "train_loss")
+TRIAL_METRICS = ("val_accuracy", "val_loss", "train_loss", "val_rmse")
 """Metrics every trial reports once per epoch (the train step's ``run_trial`` contract)."""
 
 ALGORITHM_SETTINGS: dict[str, tuple[str, ...]] = {

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnai.config import Settings, load_settings
-from cnai.errors import CnaiError
+from cnai.config import DatasetSpec, Settings, load_settings
+from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 
 DEFAULT_EXPERIMENT = (
@@ -23,6 +23,23 @@ DEFAULT_EXPERIMENT = (
 """The spec ``cnai tune`` and the pipeline use unless given another.
 
 TODO(issue 13): the default experiment comes from the project's configuration."""
+
+
+TASK_METRICS = {"classification": "val_accuracy", "regression": "val_rmse"}
+"""The quality metric trials report per ``model.task`` (both report the losses)."""
+
+
+def check_objective(spec: Any, dataset: DatasetSpec) -> None:
+    """UsageError when the experiment's metrics are not reported for ``model.task``
+    (e.g. ``val_accuracy`` for a regression, whose trials report ``val_rmse``)."""
+    other = next(m for task, m in TASK_METRICS.items() if task != dataset.task)
+    names = (spec.objective.metric, *spec.objective.additional_metrics)
+    if other in names:
+        raise UsageError(
+            f"experiment {spec.source}: metric {other!r} is not reported for model.task "
+            f"{dataset.task} (rule: trials report {TASK_METRICS[dataset.task]}, val_loss and "
+            "train_loss)"
+        )
 
 
 def default_experiment() -> Path:
@@ -109,6 +126,7 @@ def tune(
     settings = settings or load_settings()
     progress = progress or Progress()
     spec = load(experiment)
+    check_objective(spec, settings.dataset)
     table, snapshot_id = fixed_args(spec, table, snapshot_id)
     scoped = settings.with_table(table)
     iceberg = load_table(scoped, scoped.dataset.table)

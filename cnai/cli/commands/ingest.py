@@ -21,7 +21,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         help="Parquet/CSV file or folder: path, file:// or s3:// URI "
-        "(default: <home>/landing, seeded with the digits data set when empty)",
+        "(default: <home>/landing; when it is empty, the configured dataset.sample "
+        "function writes sample data there, else it is an error)",
     )
     parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
     parser.set_defaults(handler=run)

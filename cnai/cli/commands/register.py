@@ -24,8 +24,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="MLflow run id of a train step run")
     parser.add_argument(
         "--model-name",
-        default="digits-classifier",
-        help="registered model name (default: digits-classifier)",
+        default=None,
+        help="registered model name (default: the configuration's model.name)",
     )
     parser.add_argument(
         "--min-delta",

@@ -31,7 +31,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "moves, the new version is loaded and takes over without dropping a request.",
     )
     parser.add_argument(
-        "--model", default="digits-classifier", help="registered model (default: %(default)s)"
+        "--model", default=None, help="registered model (default: the configuration's model.name)"
     )
     parser.add_argument(
         "--alias", default="champion", help="alias to follow (default: %(default)s)"
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any] | None:
     )
 
     options = ServeOptions(
-        model=args.model,
+        model=args.model or ctx.settings.model_name,
         alias=args.alias,
         version=args.model_version,
         host=args.host,
