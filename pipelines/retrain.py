@@ -21,6 +21,7 @@ from typing import Any, cast
 import yaml
 
 from cnai import __version__
+from cnai.argo.pipeline import Pipeline
 from cnai.engine.badinput import RETRY_UNLESS_BAD_INPUT
 
 TEMPLATE_NAME = "cnai-retrain"
@@ -452,3 +453,13 @@ def compile_manifests(image: str | None = None, tag: str | None = None) -> dict[
     template = build(image, tag)
     text = yaml.safe_dump(template.to_dict(), sort_keys=False, width=1000)
     return {f"{TEMPLATE_NAME}.yaml": text}
+
+
+pipeline = Pipeline(
+    name=TEMPLATE_NAME,
+    build=lambda platform: build(platform.image, platform.tag),
+    description="ingest -> tune -> train -> register the digits classifier",
+    preload=tuple(PRELOAD),
+    source_modules=("pipelines.tasks",),
+)
+"""The retrain pipeline as cnai finds it (``[tool.cnai] pipelines`` in pyproject.toml)."""

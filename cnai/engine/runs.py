@@ -78,11 +78,16 @@ def _options(
     reuse: dict[str, dict[str, Any]] | None = None,
     reuse_as_memoized: bool = False,
 ) -> EngineOptions:
+    from cnai.project import find_project, task_env
+
     base = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("CNAI_") and k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")
     }
+    # Every task (and the zygote, and the local Ray runtime) imports the project's
+    # modules and reads the same configuration files as this process.
+    base.update(task_env(find_project()))
     settings_env = {k: v for k, v in settings.env().items() if k != "RAY_ADDRESS"}
     modules = list(dict.fromkeys([RUNNER_MODULE, *runner_modules(doc), *preload]))
     return EngineOptions(
@@ -161,7 +166,10 @@ def start_run(
     values, parameters, the run id, the ``engine`` limits) is checked before anything
     is written; a refused run leaves no record.
     """
-    ensure_supported(doc, source)
+    from cnai.argo.platform import platform_for
+    from cnai.engine.spec import env_from_local
+
+    ensure_supported(doc, source, env_from_local(platform_for(settings)))
     options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized)
     store = store_for(settings)
     name = (doc.get("metadata") or {}).get("name") or "workflow"

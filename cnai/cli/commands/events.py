@@ -177,6 +177,22 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _trigger_pipeline(template: str, ctx: Context) -> str:
+    """The project pipeline the Sensor's trigger submits (by WorkflowTemplate name)."""
+    from cnai.project import pipeline_for_template
+
+    project = ctx.project
+    name = pipeline_for_template(template, project)
+    if name is None:
+        where = f"the pipelines of {project.pyproject}" if project else "no project was found"
+        raise UsageError(
+            f"events: the Sensor's trigger submits WorkflowTemplate {template!r}, which is not "
+            f"the template of any project pipeline ({where}); add it to [tool.cnai] pipelines "
+            "or pass --launcher"
+        )
+    return name
+
+
 def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: run the gateway until SIGINT/SIGTERM."""
     import asyncio
@@ -203,7 +219,9 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     elif launcher_raw:
         launcher = shlex.split(str(launcher_raw))
     else:
-        launcher = default_launcher(ctx.home)
+        launcher = default_launcher(
+            ctx.home, _trigger_pipeline(spec.trigger.workflow_template, ctx)
+        )
     if not launcher:
         raise UsageError("--launcher: empty command")
     params = {str(k): str(v) for k, v in (config.get("params") or {}).items()}

@@ -49,7 +49,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: export the spec, or run the tune step with the context's settings."""
     if args.export_katib:
-        return export(args)
+        return export(args, ctx)
     if args.image or args.namespace:
         from cnai.errors import UsageError
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     )
 
 
-def export(args: argparse.Namespace) -> dict[str, Any]:
+def export(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Write the Katib Experiment resource; returns what was written."""
     from cnai.errors import UsageError
     from cnai.tuning.katib import DEFAULT_IMAGE, dump, export_katib
@@ -78,7 +78,10 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
         parse_table_identifier(table)
     image = args.image or spec.trial_args.image or DEFAULT_IMAGE
-    resource = export_katib(spec, image, args.namespace, table, snapshot_id)
+    from cnai.argo.platform import platform_for
+
+    platform = platform_for(ctx.settings)
+    resource = export_katib(spec, image, args.namespace, table, snapshot_id, platform)
     out = Path(args.export_katib)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
