@@ -27,16 +27,19 @@ from, in increasing priority:
    - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
    - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
 
-The two files (2 and 3) have the same schema. They are merged section by section
-before any value is read: a section only one file has is taken whole; a section both
-have is merged key by key, recursively for mappings (``catalog.properties``), the
-home file's value winning; a list is replaced, never concatenated. So a project's
-``cnai.yaml`` may declare the dataset contract and a home ``config.yaml`` only point
-``dataset.table`` elsewhere. Both files are bounded by ``CNAI_CONFIG_MAX_BYTES``.
+The two files (2 and 3) have the same schema and are layered *by section*: each
+top-level section (``dataset``, ``train``, ``catalog``, ``pipeline``, ...) is taken
+whole from the highest-priority file that has it, its absent keys from the built-in
+defaults. A section is one unit on purpose: a home ``config.yaml`` whose ``dataset``
+declares other features does not inherit the project's ``feature_shape`` or
+``classes`` for the old ones. So a project's ``cnai.yaml`` declares its dataset
+contract and model, a home ``config.yaml`` its stores (``catalog``, ``mlflow``), and
+each wins where it speaks; a single value is overridden with an environment variable
+(``CNAI_TABLE``, ...). Both files are bounded by ``CNAI_CONFIG_MAX_BYTES``.
 
 Every value of the files is type-checked: a wrong type is a UsageError (exit 2)
-naming the field (``dataset.classes``) and the rule, never a raw Python error; the
-file named is the highest-priority file that sets the section.
+naming the file the section came from, the field (``dataset.classes``) and the rule,
+never a raw Python error.
 """
 
 from __future__ import annotations
@@ -367,29 +370,15 @@ def _project_layer(env: Mapping[str, str], limit: int) -> tuple[Path, dict[str, 
 def _merge_layers(
     layers: list[tuple[Path, dict[str, Any]]], fallback: Path
 ) -> tuple[dict[str, Any], Callable[[str], Path]]:
-    """The merged mapping (later layers win) and, per section, the file errors name.
-
-    A section's file is the highest-priority layer that sets the section
-    (``fallback``, the home config path, when none does).
+    """The layered mapping (each section from the last layer that has it) and, per
+    section, the file errors name (``fallback``, the home config path, when none has it).
     """
     merged: dict[str, Any] = {}
     owner: dict[str, Path] = {}
     for path, data in layers:
-        for section in data:
-            owner[section] = path
-        merged = _deep_merge(merged, data)
+        for section, value in data.items():
+            merged[section], owner[section] = value, path
     return merged, lambda section: owner.get(section, fallback)
-
-
-def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
-    """``high`` over ``low``: mappings merged key by key, anything else replaced."""
-    out = dict(low)
-    for key, value in high.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _read_config(path: Path, limit: int) -> dict[str, Any]:

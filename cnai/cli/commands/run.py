@@ -109,8 +109,13 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         text = compiled_template(pipeline, platform_for(settings), settings.runs_dir)
         doc = load_document(text, pipeline.name, limits)
         preload, source = list(pipeline.preload), pipeline.name
+        declared = {
+            str(p.get("name"))
+            for p in ((doc.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+        }
         for key, value in git_defaults(Path.cwd(), settings.home).items():
-            parameters.setdefault(key, value)
+            if key in declared:  # a pipeline without git provenance parameters gets none
+                parameters.setdefault(key, value)
     record = start_run(
         settings,
         doc,
