@@ -322,3 +322,37 @@ def test_no_import_cycle_between_top_level_packages() -> None:
     import graphlib
 
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on a cycle
+
+
+# --- the events gateway finds the pipeline its Sensor triggers -----------------
+
+
+def test_gateway_runs_the_project_pipeline_the_sensor_submits(tmp_path: Path) -> None:
+    from cnai.events.runner import default_launcher
+    from cnai.events.server import new_run_id
+    from cnai.project import pipeline_for_template
+
+    assert pipeline_for_template("cnai-retrain", find_project(REPO, environ={})) == "retrain"
+    assert default_launcher(tmp_path, "retrain")[-3:] == ["run", "--pipeline", "retrain"]
+    run_id = new_run_id("tiny-flow")
+    assert run_id.startswith("tiny-flow-") and len(run_id) == len("tiny-flow-") + 8
+
+    # The repository's Sensor submits cnai-retrain, which the tiny project has not.
+    project = make_project(tmp_path / "proj")
+    result = cnai(
+        [
+            "--home",
+            str(tmp_path / "home"),
+            "events",
+            "serve",
+            "--insecure",
+            "--events-dir",
+            str(REPO / "events"),
+            "--port",
+            "0",
+        ],
+        project,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "WorkflowTemplate 'cnai-retrain'" in lines[0], lines
