@@ -356,3 +356,16 @@ def test_gateway_runs_the_project_pipeline_the_sensor_submits(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "WorkflowTemplate 'cnai-retrain'" in lines[0], lines
+
+
+def test_help_texts_state_the_configured_default_not_digits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cnai.cli.main import main
+
+    for command in ("ingest", "train", "tune"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "cnai.digits" not in text, command
+        assert "the configuration's dataset.table" in text, command

@@ -26,7 +26,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="Katib Experiment YAML (default: pipelines/experiments/retrain.yaml)",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.add_argument(
         "--snapshot-id", type=int, help="snapshot to train on (default: the current one)"
     )
