@@ -369,3 +369,64 @@ def test_help_texts_state_the_configured_default_not_digits(
         text = " ".join(capsys.readouterr().out.split())
         assert "cnai.digits" not in text, command
         assert "the configuration's dataset.table" in text, command
+
+
+# --- the platform's names come from the configuration, not from the engine -------
+
+
+def test_env_from_and_katib_names_come_from_the_configured_platform(tmp_path: Path) -> None:
+    from cnai.argo.platform import platform_for
+    from cnai.engine.spec import check_supported, env_from_local
+    from cnai.tuning.katib import trial_job
+
+    project = make_project(tmp_path / "proj")
+    with (project / "project.yaml").open("a") as handle:
+        handle.write(
+            "pipeline:\n  config_map: team-config\n  secret: team-secrets\n  run_as: 2000\n"
+        )
+    platform = platform_for(
+        load_settings(tmp_path / "home", environ={"CNAI_PROJECT": str(project)})
+    )
+    assert (platform.config_map, platform.secret, platform.run_as) == (
+        "team-config",
+        "team-secrets",
+        2000,
+    )
+    doc = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "w"},
+        "spec": {
+            "entrypoint": "t",
+            "templates": [
+                {
+                    "name": "t",
+                    "script": {
+                        "image": "i",
+                        "command": ["python"],
+                        "source": "print(1)",
+                        "envFrom": [{"configMapRef": {"name": "team-config"}}],
+                    },
+                }
+            ],
+        },
+    }
+    assert check_supported(doc, env_from_local(platform)) == []
+    refused = check_supported(doc)  # the default Platform's names
+    assert len(refused) == 1 and "'team-config' has no local equivalent" in refused[0]
+
+    job = trial_job("img", [], platform)["spec"]["template"]["spec"]
+    assert job["containers"][0]["envFrom"] == [
+        {"configMapRef": {"name": "team-config"}},
+        {"secretRef": {"name": "team-secrets"}},
+    ]
+    assert job["securityContext"]["runAsUser"] == 2000
+
+
+def test_a_bad_pipeline_section_is_one_line_naming_the_key() -> None:
+    from cnai.argo.platform import platform_from_section
+
+    with pytest.raises(UsageError, match=r"unknown field pipeline.imgae"):
+        platform_from_section({"imgae": "x"})
+    with pytest.raises(UsageError, match=r"pipeline.run_as must be a uid"):
+        platform_from_section({"run_as": "root"})
