@@ -430,3 +430,13 @@ def test_a_bad_pipeline_section_is_one_line_naming_the_key() -> None:
         platform_from_section({"imgae": "x"})
     with pytest.raises(UsageError, match=r"pipeline.run_as must be a uid"):
         platform_from_section({"run_as": "root"})
+
+
+# --- the cluster gets the project's configuration ---------------------------------
+
+
+def test_chart_configmap_carries_the_project_config() -> None:
+    from tests.pod import render_chart
+
+    configmap = next(o for o in render_chart() if o["kind"] == "ConfigMap")
+    assert configmap["data"]["CNAI_PROJECT_CONFIG"] == (REPO / "cnai.yaml").read_text()
