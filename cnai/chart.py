@@ -49,7 +49,8 @@ class ChartSourceMissingError(LookupError):
 
 
 def _project(repo_root: Path | None) -> Project:
-    found = find_project(cwd=Path(repo_root) if repo_root is not None else None)
+    # The repository's own project, whatever $CNAI_PROJECT says.
+    found = find_project(cwd=Path(repo_root) if repo_root is not None else None, environ={})
     if found is None:
         raise ChartSourceMissingError(
             f"{repo_root or Path.cwd()}: no pyproject.toml with [tool.cnai] here or above"

@@ -182,7 +182,7 @@ def _checked(ref: str, shown: str) -> Pipeline:
     from cnai.argo.pipeline import Pipeline
     from cnai.resolve import resolve_object
 
-    found = resolve_object(ref, what=f"--pipeline {shown!r}:")
+    found = resolve_object(ref, what="--pipeline" if shown == ref else f"--pipeline {shown!r} ->")
     if not isinstance(found, Pipeline):
         raise UsageError(
             f"--pipeline {shown!r}: {ref} is a {type(found).__name__}, "
