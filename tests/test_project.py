@@ -241,6 +241,11 @@ def test_pipelines_lists_the_project_and_unknown_refs_exit_2(tmp_path: Path) -> 
         assert result.returncode == 2, (ref, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and rule in lines[0], lines
+    for command in (["run"], ["submit"], ["runs", "retry", "some-run"]):
+        result = cnai([*home, *command, "--pipeline", "nope", "--json"], project)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "--pipeline 'nope': not a pipeline of" in result.stderr
+        assert json.loads(result.stdout)["exit_code"] == 2
 
 
 def test_a_second_pipeline_outside_the_repo_compiles_and_runs(tmp_path: Path) -> None:
