@@ -128,6 +128,7 @@ def resolve_pipeline(ref: str | None, project: Project | None) -> Pipeline:
     """
     if ref is None:
         ref = default_pipeline(project)
+    activate(project)
     if ":" in ref:
         return _checked(ref, ref)
     if project is None:
@@ -141,7 +142,6 @@ def resolve_pipeline(ref: str | None, project: Project | None) -> Pipeline:
             f"--pipeline {ref!r}: not a pipeline of {project.pyproject} (known: {known}) "
             "nor a module:object reference"
         )
-    activate(project)
     return _checked(project.pipelines[ref], ref)
 
 
