@@ -9,26 +9,28 @@ the same run and each in a fresh process and a fresh home:
   table of the files' own schema in the same kind of catalog (no checks, no row
   hash, all in memory).
 
-Prints rows/s and peak RSS of both; the last line is the JSON summary
-(ratio = ours seconds / baseline seconds, lower is better).
+The two sides run ``--repeats`` times (default 3), interleaved and alternating which
+goes first, so a change in the machine's load hits both alike; the figures are
+medians. Prints rows/s, peak RSS and CPU seconds of both; the last line is the JSON
+summary (ratio = ours seconds / baseline seconds, lower is better; throughput ratio
+is its inverse).
 
-    python benchmarks/ingest.py [--rows N] [--files K]
+    python benchmarks/ingest.py [--rows N] [--files K] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +51,10 @@ print(data.num_rows)
 
 def write_sources(folder: Path, rows: int, files: int) -> None:
     """Synthetic digits-shaped Parquet files (integer pixels 0-16 as doubles)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(0)
     per_file = rows // files
     for index in range(files):
@@ -58,8 +64,8 @@ def write_sources(folder: Path, rows: int, files: int) -> None:
         pq.write_table(pa.table(columns), folder / f"part-{index:03d}.parquet")
 
 
-def run_child(cmd: list[str]) -> tuple[float, int, str]:
-    """Like :func:`timed` but reads the child's own peak RSS via wait4."""
+def run_child(cmd: list[str]) -> tuple[float, int, float, str]:
+    """Wall seconds, the child's own peak RSS (MiB, via wait4), its CPU seconds, stdout."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     assert proc.stdout is not None and proc.stderr is not None
@@ -69,7 +75,39 @@ def run_child(cmd: list[str]) -> tuple[float, int, str]:
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{err.decode()}")
-    return seconds, usage.ru_maxrss // 1024, out.decode()
+    return seconds, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime, out.decode()
+
+
+def run_ours(root: Path, src: Path, rows: int) -> tuple[float, int, float]:
+    """``cnai ingest`` of every source file into a fresh home."""
+    home = root / "ours"
+    shutil.rmtree(home, ignore_errors=True)
+    seconds, rss, cpu, out = run_child(
+        [
+            sys.executable,
+            "-m",
+            "cnai",
+            "--home",
+            str(home),
+            "ingest",
+            "--source",
+            str(src),
+            "--json",
+        ]
+    )
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["rows_added"] == rows, summary
+    return seconds, rss, cpu
+
+
+def run_baseline(root: Path, src: Path, rows: int) -> tuple[float, int, float]:
+    """read_table + PyIceberg append of every source file into a fresh catalog."""
+    home = root / "base"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir()
+    seconds, rss, cpu, out = run_child([sys.executable, "-c", BASELINE, str(home), str(src)])
+    assert int(out.strip()) == rows
+    return seconds, rss, cpu
 
 
 def main() -> None:
@@ -77,32 +115,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    ours: list[tuple[float, int, float]] = []
+    base: list[tuple[float, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         src = root / "src"
         src.mkdir()
         print(f"writing {args.rows:,} rows in {args.files} files ...", file=sys.stderr)
-        write_sources(src, args.rows, args.files)
-        size_mib = sum(p.stat().st_size for p in src.iterdir()) / 2**20
-
-        ours_s, ours_rss, out = run_child(
-            [sys.executable, "-m", "cnai", "--home", str(root / "ours"),
-             "ingest", "--source", str(src), "--json"]
-        )  # fmt: skip
-        summary = json.loads(out.strip().splitlines()[-1])
-        assert summary["rows_added"] == args.rows, summary
-        (root / "base").mkdir()
-        base_s, base_rss, out = run_child(
-            [sys.executable, "-c", BASELINE, str(root / "base"), str(src)]
+        # In a spawned process: a child's peak RSS (wait4) is never below its parent's
+        # RSS when it was forked, so this process stays small (stdlib only) and the
+        # children's figures are their own.
+        writer = multiprocessing.get_context("spawn").Process(
+            target=write_sources, args=(src, args.rows, args.files)
         )
-        assert int(out.strip()) == args.rows
+        writer.start()
+        writer.join()
+        assert writer.exitcode == 0, "writing the sources failed"
+        size_mib = sum(p.stat().st_size for p in src.iterdir()) / 2**20
+        for round_ in range(args.repeats):
+            sides = [(run_ours, ours), (run_baseline, base)]
+            for run, into in sides if round_ % 2 == 0 else sides[::-1]:
+                into.append(run(root, src, args.rows))
 
+    def med(results: list[tuple[float, int, float]], field: int) -> float:
+        return statistics.median(r[field] for r in results)
+
+    ours_s, base_s = med(ours, 0), med(base, 0)
+    ours_rss, base_rss = int(med(ours, 1)), int(med(base, 1))
     ours_rate, base_rate = args.rows / ours_s, args.rows / base_s
     print(f"source: {size_mib:.0f} MiB of Parquet", file=sys.stderr)
-    print(f"cnai ingest : {ours_s:7.2f} s  {ours_rate:12,.0f} rows/s  peak RSS {ours_rss} MiB")
-    print(f"baseline    : {base_s:7.2f} s  {base_rate:12,.0f} rows/s  peak RSS {base_rss} MiB")
+    for name, secs, rate, rss, cpu in (
+        ("cnai ingest", ours_s, ours_rate, ours_rss, med(ours, 2)),
+        ("baseline", base_s, base_rate, base_rss, med(base, 2)),
+    ):
+        print(
+            f"{name:12s}: {secs:7.2f} s  {rate:12,.0f} rows/s  peak RSS {rss} MiB  CPU {cpu:.2f} s"
+        )
     print(
         json.dumps(
             {
@@ -112,10 +163,20 @@ def main() -> None:
                 "ours": round(ours_s, 3),
                 "baseline": round(base_s, 3),
                 "unit": "s",
+                "throughput_ratio": round(ours_rate / base_rate, 3),
                 "ours_rows_per_s": round(ours_rate),
                 "baseline_rows_per_s": round(base_rate),
                 "ours_peak_rss_mib": ours_rss,
                 "baseline_peak_rss_mib": base_rss,
+                "rss_ratio": round(ours_rss / base_rss, 3),
+                "ours_cpu_s": round(med(ours, 2), 2),
+                "baseline_cpu_s": round(med(base, 2), 2),
+                "ratios_per_round": [
+                    round(o[0] / b[0], 3) for o, b in zip(ours, base, strict=True)
+                ],
+                "repeats": args.repeats,
+                "cpus": os.cpu_count(),
+                "load_average_1m": round(os.getloadavg()[0], 2),
             }
         )
     )

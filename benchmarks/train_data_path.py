@@ -26,7 +26,7 @@ measures that too: microseconds to gather one training batch from each layout
 (``batch_gather_us_*``) beside one step of the default model (``train_step_us``).
 
 The last line is the JSON summary: ratio = ours (1 worker) rows/s over baseline
-rows/s (higher is better; target >= 0.7), plus the 1 -> 2 worker scaling.
+rows/s (higher is better; target >= 0.9), plus the 1 -> 2 worker scaling.
 
     python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 11]
 """

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 
 from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, parse_table_identifier
 from cnai.errors import CnaiError, UsageError
+from cnai.retrying import catalog_open_policy
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -130,22 +130,28 @@ def open_catalog(settings: Settings) -> Catalog:
         cached = _OPEN.get(key)
     if cached is not None and cached[1] == file_id:
         return cached[0]
-    last: Exception | None = None
-    for attempt in range(5):
-        try:
-            catalog = load_catalog(settings.catalog_name, **props)
-        except Exception as exc:  # noqa: BLE001 - racing first-time table creation in SQLite
-            last = exc
-            if "already exists" not in str(exc) and "locked" not in str(exc):
-                break
-            time.sleep(0.1 * (attempt + 1))
-            continue
-        with _OPEN_LOCK:
-            _OPEN[key] = (catalog, _file_id(uri) if sqlite else "")
-            while len(_OPEN) > _OPEN_MAX:
-                _OPEN.pop(next(iter(_OPEN)))
-        return catalog
-    raise CnaiError(f"catalog {settings.catalog_name!r}: cannot open ({last})")
+
+    def cannot_open(exc: BaseException, _attempts: int = 0) -> CnaiError:
+        return CnaiError(f"catalog {settings.catalog_name!r}: cannot open ({exc})")
+
+    try:
+        catalog = catalog_open_policy(_racing_creation, cannot_open)(
+            load_catalog, settings.catalog_name, **props
+        )
+    except CnaiError:
+        raise
+    except Exception as exc:
+        raise cannot_open(exc) from exc
+    with _OPEN_LOCK:
+        _OPEN[key] = (catalog, _file_id(uri) if sqlite else "")
+        while len(_OPEN) > _OPEN_MAX:
+            _OPEN.pop(next(iter(_OPEN)))
+    return catalog
+
+
+def _racing_creation(exc: BaseException) -> bool:
+    """Another process is creating the catalog's SQLite tables: try again."""
+    return "already exists" in str(exc) or "locked" in str(exc)
 
 
 def _file_id(sqlite_uri: str) -> str:
@@ -158,10 +164,27 @@ def _file_id(sqlite_uri: str) -> str:
 
 
 def ensure_table(catalog: Catalog, spec: DatasetSpec) -> Table:
-    """The table for ``spec``, created with the declared schema if it does not exist."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+    """The table for ``spec``, created with the declared schema if it does not exist.
+
+    An existing table costs one catalog look-up and one metadata read. (PyIceberg's
+    ``create_table_if_not_exists`` on a SQL catalog writes a new metadata file before it
+    finds the table exists, leaving one orphan file per call; it is only used when the
+    table is missing.)
+    """
+    from pyiceberg.exceptions import (
+        NamespaceAlreadyExistsError,
+        NoSuchTableError,
+        TableAlreadyExistsError,
+    )
 
     namespace, _ = parse_table_identifier(spec.table)
+    try:
+        table = catalog.load_table(spec.table)
+    except NoSuchTableError:
+        pass
+    else:
+        check_table_schema(table, spec)
+        return table
     with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace_if_not_exists(namespace)
     schema = iceberg_schema(spec)

@@ -16,13 +16,13 @@ or ingested twice.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
-import random
 import signal
 import threading
-import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tenacity import RetryCallState
 
 from cnai.catalog import (
     DATA_VERSION_KEY,
@@ -45,10 +46,11 @@ from cnai.catalog import (
     source_schema,
     total_rows,
 )
-from cnai.config import DatasetSpec, Settings, load_settings
+from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
-from cnai.errors import CnaiError
+from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
+from cnai.retrying import commit_policy
 from cnai.sources import (
     PinnedSource,
     SourceFile,
@@ -62,7 +64,6 @@ from cnai.staging import StagingAttempt, collect_orphans
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-COMMIT_ATTEMPTS = 8
 SEED_FILE = "digits.parquet"
 
 
@@ -249,6 +250,24 @@ def _stage_pinned(
     attempt: StagingAttempt,
 ) -> _Staged:
     """Stage the file behind ``pin``, whose bytes hash to ``fingerprint``."""
+    try:
+        return _stage_checked(table, pin, fingerprint, spec, progress, attempt)
+    except UsageError:
+        # A file rewritten under the reader reads as garbage or as breaking the
+        # contract; report the change it is (runtime failure, exit 1), not bad input.
+        pin.check_unchanged()
+        raise
+
+
+def _stage_checked(
+    table: Table,
+    pin: PinnedSource,
+    fingerprint: str,
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+) -> _Staged:
+    """Validate the pinned file while streaming it into a new data file under the table."""
     file = pin.source
     target = arrow_schema(spec)
     declared = {f.name: f.type for f in source_schema(spec)}
@@ -257,7 +276,11 @@ def _stage_pinned(
     path = attempt.new_path()
     staged = _Staged(file, fingerprint, path, 0)
     try:
-        with table.io.new_output(path).create() as out, pq.ParquetWriter(out, target) as writer:
+        with (
+            table.io.new_output(path).create() as out,
+            pq.ParquetWriter(out, target, use_dictionary=_dictionary_columns(target)) as writer,
+            _BackgroundWriter(writer) as background,
+        ):
             for batch in iter_batches(file, declared, pin):
                 attempt.heartbeat()
                 try:
@@ -267,8 +290,9 @@ def _stage_pinned(
                         f"{file.uri}: values do not cast safely to the declared types ({exc}) "
                         "(rule: types equal or safely castable)"
                     ) from exc
-                writer.write_batch(checked)
+                background.write(checked)
                 staged.rows += checked.num_rows
+            background.flush()
         pin.check_unchanged()
     except BaseException:
         _discard(table, [staged])
@@ -278,6 +302,56 @@ def _stage_pinned(
         raise ContractError(f"{file.uri}: has no rows (rule: at least one row)")
     progress.info(f"checked {file.uri}: {staged.rows} rows")
     return staged
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: all but the row hash.
+
+    The row hash is unique per row, so a dictionary for it only fills up and falls
+    back to plain encoding, after hashing every value of the first page into it.
+    """
+    return [name for name in schema.names if name != ROW_HASH_COLUMN]
+
+
+class _BackgroundWriter:
+    """Writes checked batches on one background thread, one batch behind the reader.
+
+    Parquet encoding releases the GIL, so while batch ``k`` is encoded the calling
+    thread reads and checks batch ``k + 1``; at most two batches are held. Errors of
+    a write surface at the next :meth:`write` or at :meth:`flush`; leaving the block
+    (normally, on a contract violation or on SIGTERM, which the calling thread
+    receives) always waits for the write in flight, so the ParquetWriter is never
+    closed under it.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.writer = writer
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="cnai-ingest-write")
+        self.pending: Future[None] | None = None
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Start writing ``batch`` once the previous write is done (raising its error)."""
+        self.flush()
+        self.pending = self.pool.submit(self.writer.write_batch, batch)
+
+    def flush(self) -> None:
+        """Wait for the write in flight; raise its error."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def __exit__(self, *exc: object) -> None:
+        pending, self.pending = self.pending, None
+        try:
+            if pending is not None:
+                concurrent.futures.wait([pending])  # already failing: its own error is moot
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def _commit(
@@ -290,7 +364,13 @@ def _commit(
     """Commit staged files as one append; retry on concurrent commits. Returns what landed."""
     from pyiceberg.exceptions import CommitFailedException
 
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+    tries = 0
+
+    def attempt() -> list[_Staged]:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
+            table.refresh()  # after the pause: the state the winner left
         if lease is not None:
             lease.heartbeat(force=True)
         done = ingested_fingerprints(table)
@@ -303,31 +383,32 @@ def _commit(
             SOURCES_KEY: json.dumps([s.source.uri for s in keep]),
             DATA_VERSION_KEY: data_version_of(lineage(table), [s.fingerprint for s in keep]),
         }
-        try:
-            with guard.hold() if guard else contextlib.nullcontext():
-                with _single_attempt(table).transaction() as tx:
-                    tx.add_files(
-                        [s.path for s in keep],
-                        snapshot_properties=properties,
-                        check_duplicate_files=False,
-                    )
-                for item in keep:
-                    item.committed = True
-        except CommitFailedException as exc:
-            if attempt == COMMIT_ATTEMPTS:
-                raise CnaiError(
-                    f"table {'.'.join(table.name())}: commit failed after {attempt} attempts "
-                    f"of concurrent writers ({exc})"
-                ) from exc
-            delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-            progress.info(f"concurrent commit; retrying in {delay:.2f}s ({attempt})")
-            time.sleep(delay)
-            table.refresh()
-            continue
+        with guard.hold() if guard else contextlib.nullcontext():
+            with _single_attempt(table).transaction() as tx:
+                tx.add_files(
+                    [s.path for s in keep],
+                    snapshot_properties=properties,
+                    check_duplicate_files=False,
+                )
+            for item in keep:
+                item.committed = True
         table.refresh()
         _discard(table, [s for s in staged if s not in keep])
         return keep
-    return []  # unreachable: the loop returns or raises
+
+    def give_up(exc: BaseException, attempts: int) -> CnaiError:
+        return CnaiError(
+            f"table {'.'.join(table.name())}: commit failed after {attempts} attempts "
+            f"of concurrent writers ({exc})"
+        )
+
+    def announce(state: RetryCallState) -> None:
+        progress.info(
+            f"concurrent commit; retrying in {state.upcoming_sleep:.2f}s ({state.attempt_number})"
+        )
+
+    conflict = lambda exc: isinstance(exc, CommitFailedException)  # noqa: E731
+    return commit_policy(conflict, give_up, announce)(attempt)
 
 
 def _single_attempt(table: Table) -> Table:

@@ -122,10 +122,11 @@ def pinned(source: SourceFile) -> Iterator[PinnedSource]:
     """Open ``source`` once for fingerprinting and reading (see the module docstring)."""
     try:
         if isinstance(source.filesystem, pafs.LocalFileSystem):
-            raw = open(source.path, "rb")  # noqa: SIM115 - closed below
-            stat = os.fstat(raw.fileno())
-            handle: pa.NativeFile = pa.PythonFile(raw, mode="r")
-            found = PinnedSource(source, handle, (stat.st_size, stat.st_mtime_ns), raw.fileno())
+            # Arrow's own file (not a Python file object): its reads release the GIL,
+            # so the background Parquet writer runs while the next batch is read.
+            handle: pa.NativeFile = pa.OSFile(source.path, "r")
+            stat = os.fstat(handle.fileno())
+            found = PinnedSource(source, handle, (stat.st_size, stat.st_mtime_ns), handle.fileno())
         else:
             handle = source.filesystem.open_input_file(source.path)
             found = PinnedSource(source, handle, (0, 0))

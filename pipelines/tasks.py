@@ -13,7 +13,9 @@ so a changed image never reuses a memoized tune/train result or skips training,
 also for runs without a git sha (data, nightly and manual runs). When the key equals
 the one recorded on the table by the last successful registration, nothing
 changed and ``needed`` is false, so every later task is skipped by its ``when``.
-Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``).
+Keys are hashed into Argo's memoization key format (``^[a-zA-Z0-9][-a-zA-Z0-9]*$``)
+by the authoring kit (:func:`cnai.argo.kit.work_key`), and the work key is recorded
+on the table with :func:`cnai.argo.kit.record_on_table`.
 
 Bad input (a parameter a task refuses, data ingest rejects) exits 2 with the reason as
 the termination message (``exits_on_bad_input``); the retry strategies never retry it.
@@ -21,24 +23,22 @@ the termination message (``exits_on_bad_input``); the retry strategies never ret
 No ``from __future__ import annotations`` here: Hera reads the real annotations.
 """
 
-import functools
 import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hera.workflows import Output
 
+from cnai.argo.kit import code_version as kit_code_version
+from cnai.argo.kit import record_on_table, work_key
+from cnai.argo.kit.record import TRAINED_KEY_PROPERTY, TRAINED_MODEL_PROPERTY
 from cnai.engine.badinput import exits_on_bad_input
 from cnai.errors import UsageError
+from cnai.scoring import configured_model_name
 
-TRAINED_KEY_PROPERTY = "cnai.pipeline.trained-key"
-"""Table property: work key of the last pipeline run that registered a model."""
-TRAINED_MODEL_PROPERTY = "cnai.pipeline.model"
-"""Table property: JSON {name, version, promoted, run_id} of that registration."""
 TRIGGERS = ("push", "data", "schedule", "manual")
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
@@ -46,41 +46,16 @@ _SAFE = {
     "git_sha": re.compile(r"^[A-Za-z0-9._-]{0,80}$"),
     "git_branch": re.compile(r"^[A-Za-z0-9._/-]{0,200}$"),
     "experiment": re.compile(r"^[A-Za-z0-9._/-]{0,300}$"),
+    "model_name": re.compile(r"^[A-Za-z0-9._-]{0,200}$"),
 }
 
 
-def work_key(prefix: str, *parts: Any) -> str:
-    """``prefix-<24 hex>``: a stable hash of ``parts`` in Argo's cache key format."""
-    text = json.dumps([str(p) if not isinstance(p, dict) else p for p in parts], sort_keys=True)
-    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
-
-
-CODE_ROOT = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("cnai", "steps", "pipelines")
-"""The folders whose code decides what a run computes (the image copies all three)."""
-
-
-def code_digest(root: Path, packages: Iterable[str] = CODE_PACKAGES) -> str:
-    """sha256 over the relative path and bytes of every .py/.yaml file under ``packages``."""
-    digest = hashlib.sha256()
-    for package in packages:
-        files = sorted(
-            f
-            for f in (root / package).rglob("*")
-            if f.suffix in (".py", ".yaml") and f.is_file() and "__pycache__" not in f.parts
-        )
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-@functools.cache
 def code_version() -> str:
-    """``<cnai version>+<code digest>`` of the code this process runs (cached)."""
-    from cnai import __version__
+    """The code version of cnai plus the retrain Pipeline's ``code_packages``
+    (:func:`cnai.argo.kit.code_version`)."""
+    from pipelines.retrain import pipeline
 
-    return f"{__version__}+{code_digest(CODE_ROOT)[:16]}"
+    return kit_code_version(pipeline.code_packages)
 
 
 def plan_keys(
@@ -168,6 +143,8 @@ class PlanOutputs(Output):
     """Validated worker count."""
     epochs: str = ""
     """Validated epochs ("" = the tuned or default value)."""
+    model_name: str = ""
+    """The registered model name (the parameter, else the configured one)."""
     model: str = "{}"
     """JSON {name, version, promoted, run_id} of the last registration (when not needed)."""
 
@@ -181,14 +158,19 @@ def ingest_and_plan(
     experiment: str = "",
     workers: str = "2",
     epochs: str = "",
-    model_name: str = "digits-classifier",
+    model_name: str = "",
 ) -> PlanOutputs:
-    """Ingest new files (idempotent), then decide whether training is needed."""
+    """Ingest new files (idempotent), then decide whether training is needed.
+
+    ``model_name`` empty: the configured registered model name (read here, at run
+    time, so the compiled template carries no model name).
+    """
     if trigger not in TRIGGERS:
         raise UsageError(f"parameter trigger={trigger!r}: must be one of {', '.join(TRIGGERS)}")
     for name, value in (("git_sha", git_sha), ("git_branch", git_branch)):
         _check(name, value)
     _check("experiment", experiment)
+    _check("model_name", model_name)
     _positive("workers", workers)
     _positive("epochs", epochs, allow_empty=True)
 
@@ -197,6 +179,7 @@ def ingest_and_plan(
     from steps.ingest import ingest
 
     settings = load_settings()
+    model_name = model_name or configured_model_name(settings)
     summary = ingest(source or None, settings=settings)
     table = load_table(settings, summary["table"])
     key, tune_key = plan_keys(
@@ -224,6 +207,7 @@ def ingest_and_plan(
         experiment=experiment,
         workers=workers,
         epochs=epochs,
+        model_name=model_name,
         model="{}" if needed else table.properties.get(TRAINED_MODEL_PROPERTY, "{}"),
     )
 
@@ -331,7 +315,7 @@ def register_model(
         "run_id": run_id,
         "workflow": workflow_name,
     }
-    _record_on_table(
+    record_on_table(
         settings,
         table,
         {
@@ -356,23 +340,6 @@ def _follow_champion(model_name: str, champion_version: Any) -> None:
     outcome = sync_inference_service(model_name, champion_version)
     # A log line (stderr): stdout is the task's Argo `result`.
     print(json.dumps({"serving": outcome}), file=sys.stderr, flush=True)
-
-
-def _record_on_table(settings: Any, table_name: str, properties: dict[str, str]) -> None:
-    """Set table properties (a metadata-only commit; the data and its version are untouched)."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    from cnai.catalog import load_table
-
-    for attempt in range(5):
-        table = load_table(settings, table_name)
-        try:
-            with table.transaction() as tx:
-                tx.set_properties(properties)
-            return
-        except CommitFailedException:
-            if attempt == 4:
-                raise
 
 
 @exits_on_bad_input

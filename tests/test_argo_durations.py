@@ -17,19 +17,28 @@ from cnai.argo.semantics.durations import (
 from cnai.errors import UsageError
 
 TABLE: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "data" / "go_parse_duration.json").read_text(encoding="utf-8")
+    (Path(__file__).parent / "data" / "conformance" / "go_parse_duration.json").read_text(
+        encoding="utf-8"
+    )
 )
 
 
 @pytest.mark.parametrize("case", TABLE["valid"], ids=lambda case: case["in"])
 def test_go_table_valid(case: dict[str, Any]) -> None:
     assert go_duration_nanoseconds(case["in"]) == case["nanoseconds"]
+    assert parse_go_duration(case["in"], "memoize.maxAge") == case["nanoseconds"] / 1e9
 
 
 @pytest.mark.parametrize("text", TABLE["invalid"])
 def test_go_table_invalid(text: str) -> None:
     with pytest.raises(ValueError):
         go_duration_nanoseconds(text)
+    with pytest.raises(UsageError, match=r"memoize\.maxAge"):
+        parse_go_duration(text, "memoize.maxAge")
+
+
+def test_go_table_names_its_source() -> None:
+    assert "src/time/time_test.go" in TABLE["source"] and "commit" in TABLE["source"]
 
 
 def test_strict_rule_rejects_bare_number() -> None:

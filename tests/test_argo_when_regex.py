@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnai.engine.expr import evaluate_when
+from cnai.argo.semantics.when import evaluate_when
 from cnai.errors import UsageError
 
 

@@ -24,3 +24,16 @@ def test_an_open_catalog_is_reused_until_its_database_is_replaced(tmp_home: Path
     assert fresh is not first
     with pytest.raises(UsageError, match="no such table"):
         load_table(settings)
+
+
+def test_ensuring_an_existing_table_writes_no_metadata(tmp_home: Path) -> None:
+    settings = load_settings(tmp_home, environ={})
+    catalog = open_catalog(settings)
+    table = ensure_table(catalog, settings.dataset)
+    folder = Path(table.metadata_location.removeprefix("file://")).parent
+    written = sorted(folder.glob("*.metadata.json"))
+    assert len(written) == 1
+    for _ in range(3):
+        again = ensure_table(catalog, settings.dataset)
+        assert again.metadata_location == table.metadata_location
+    assert sorted(folder.glob("*.metadata.json")) == written  # no orphan per call

@@ -122,10 +122,11 @@ def test_every_pipeline_image_reference_follows_the_values(value_set: str) -> No
         if value_set == "image"
         else (values["image"]["repository"], str(values["image"]["tag"]))
     )
-    (template,) = by_kind(render(value_set), "WorkflowTemplate").values()
-    images = image_references([template])
-    # The script steps, and head and workers of both RayJobs.
-    assert len(images) >= 5 + 4, images
+    templates = list(by_kind(render(value_set), "WorkflowTemplate").values())
+    assert len(templates) == 2  # cnai-retrain and cnai-score
+    images = image_references(templates)
+    # The script steps, head and workers of both RayJobs, and the score containers.
+    assert len(images) >= 5 + 4 + 2, images
     assert set(images) == {f"{repository}:{tag}"}, images
 
 
@@ -163,9 +164,9 @@ def test_every_object_lands_in_the_release_namespace(value_set: str) -> None:
     assert not [d for d in docs if d["kind"].startswith("Cluster")], "no cluster-wide objects"
     for doc in docs:
         assert set(namespaces_in(doc)) <= {target}, (doc["kind"], doc["metadata"]["name"])
-    (sensor,) = by_kind(docs, "Sensor").values()
-    trigger = sensor["spec"]["triggers"][0]["template"]["argoWorkflow"]
-    assert trigger["source"]["resource"]["metadata"]["namespace"] == target
+    for sensor in by_kind(docs, "Sensor").values():
+        trigger = sensor["spec"]["triggers"][0]["template"]["argoWorkflow"]
+        assert trigger["source"]["resource"]["metadata"]["namespace"] == target
 
 
 # --- webhooks --------------------------------------------------------------------
@@ -327,10 +328,10 @@ def test_every_role_is_bound_to_its_own_service_account_and_used() -> None:
         (subject,) = binding["subjects"]
         assert subject["kind"] == "ServiceAccount" and subject["name"] in accounts
         assert binding["roleRef"]["name"] == subject["name"]
-    (template,) = by_kind(docs, "WorkflowTemplate").values()
-    assert template["spec"]["serviceAccountName"] in accounts
-    (sensor,) = by_kind(docs, "Sensor").values()
-    assert sensor["spec"]["template"]["serviceAccountName"] in accounts
+    for template in by_kind(docs, "WorkflowTemplate").values():
+        assert template["spec"]["serviceAccountName"] in accounts
+    for sensor in by_kind(docs, "Sensor").values():
+        assert sensor["spec"]["template"]["serviceAccountName"] in accounts
     for source in by_kind(docs, "EventSource").values():
         # Contract: the event sources call no API (their Secrets are mounted).
         assert "serviceAccountName" not in source["spec"]["template"]
@@ -344,6 +345,6 @@ def test_the_submitter_may_create_templates_only_when_the_chart_ships_none() -> 
 
 
 def test_one_event_submits_at_most_one_workflow() -> None:
-    (sensor,) = by_kind(render("defaults"), "Sensor").values()
-    for trigger in sensor["spec"]["triggers"]:
-        assert (trigger.get("retryStrategy") or {}).get("steps", 1) <= 1
+    for sensor in by_kind(render("defaults"), "Sensor").values():
+        for trigger in sensor["spec"]["triggers"]:
+            assert (trigger.get("retryStrategy") or {}).get("steps", 1) <= 1

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from cnai.argo.semantics.depends import evaluate_depends
+from cnai.argo.semantics.when import evaluate_when
 from cnai.config import load_settings
-from cnai.engine.expr import condition_matches, evaluate_depends, evaluate_when, substitute
+from cnai.engine.expr import condition_matches, substitute
 from cnai.engine.runs import resubmit_run, retry_run, start_run
 from cnai.engine.view import RunView
 from cnai.errors import UsageError

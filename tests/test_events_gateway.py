@@ -111,6 +111,11 @@ def test_bad_or_missing_signature_is_401_and_no_run(gateway: tuple) -> None:
     for headers, payload in ((wrong, body), (missing, body), (tampered, body + b" ")):
         response = process.post("/push", payload, headers)
         assert response.status_code == 401, response.text
+        # The same answer every time (the encoded rejection is cached per reason).
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert response.json()["status"] == "rejected"
+    repeated = [process.post("/push", body, wrong) for _ in range(3)]
+    assert [r.json() for r in repeated] == [{"status": "rejected", "reason": "bad signature"}] * 3
     after = requests.get(f"{process.url}/healthz", timeout=5).json()["runs"]
     assert sum(after.values()) == sum(before.values())
     decisions = [e["decision"] for e in process.log_lines() if e.get("status") == 401]

@@ -18,7 +18,7 @@ from cnai.lint.derived import argo_problems
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 FILES = ["eventbus.yaml", "eventsource-github.yaml", "eventsource-data.yaml"]
-FILES += ["sensor-retrain.yaml", "rbac.yaml"]
+FILES += ["sensor-retrain.yaml", "sensor-score.yaml", "rbac.yaml"]
 
 
 def _docs() -> dict[str, dict[str, Any]]:
@@ -135,7 +135,7 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
     for name in FILES:
         docs = list(yaml.safe_load_all((EVENTS / name).read_text()))
         for doc in docs:
-            if doc["kind"] == "Sensor":
+            if doc["kind"] == "Sensor" and doc["metadata"]["name"] == "cnai-retrain":
                 edit(doc)
         (folder / name).write_text(yaml.safe_dump_all(docs))
     return folder
@@ -147,9 +147,9 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
         (lambda d: d["spec"]["dependencies"][0]["filters"].update(script="return true"), "script"),
         (
             lambda d: d["spec"]["dependencies"][0]["filters"]["exprs"][0].update(
-                expr="after == '1' ? true : false"
+                expr="len(after) == 1"  # govaluate without functions, as in Argo Events
             ),
-            "unsupported construct",
+            "Undefined function len",
         ),
         (
             lambda d: d["spec"]["triggers"][0]["template"].update(
@@ -158,8 +158,10 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
             "conditions",
         ),
         (
-            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(path="body.re*"),
-            "wildcard",
+            lambda d: d["spec"]["dependencies"][0]["filters"]["data"][1].update(
+                path='body.commits.#(id=="x").id'
+            ),
+            "query",
         ),
         (
             lambda d: d["spec"]["triggers"][0]["template"]["argoWorkflow"]["parameters"][1][

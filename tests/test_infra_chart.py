@@ -130,7 +130,7 @@ def test_compiled_workflows_use_the_names_the_chart_and_tofu_create() -> None:
     compiled = real_compiled()
     docs = documents(compiled)
     templates = [d for d in docs if d.get("kind") == "WorkflowTemplate"]
-    assert [t["metadata"]["name"] for t in templates] == ["cnai-retrain"]
+    assert [t["metadata"]["name"] for t in templates] == ["cnai-retrain", "cnai-score"]
     text = "\n".join(compiled.values())
     assert VALUES["serviceAccounts"]["workflow"] in text
     assert VALUES["configMapName"] in text
@@ -183,8 +183,10 @@ def test_sensor_identity_shipped_with_the_events_is_least_privilege() -> None:
     events = real_events()
     docs = documents(events)
     sensor_sa = "cnai-events-sensor"
-    (sensor,) = [d for d in docs if d["kind"] == "Sensor"]
-    assert sensor["spec"]["template"]["serviceAccountName"] == sensor_sa
+    sensors = [d for d in docs if d["kind"] == "Sensor"]
+    assert sorted(s["metadata"]["name"] for s in sensors) == ["cnai-retrain", "cnai-score"]
+    for sensor in sensors:
+        assert sensor["spec"]["template"]["serviceAccountName"] == sensor_sa
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"] == [sensor_sa]
     assert not [d for d in docs if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
     granted = rules_of(docs, sensor_sa)

@@ -167,6 +167,9 @@ def _violations() -> list[tuple[str, Any, str]]:
     def inf_feature(c: dict[str, Any]) -> None:
         c["pixel_8"][2] = np.inf
 
+    def opposite_infs(c: dict[str, Any]) -> None:
+        c["pixel_9"][[1, 6]] = [np.inf, -np.inf]  # their sum is NaN, not infinite
+
     def null_label(c: dict[str, Any]) -> None:
         c["label"] = pa.array([None, *c["label"][1:]], type=pa.int64())
 
@@ -186,6 +189,7 @@ def _violations() -> list[tuple[str, Any, str]]:
         ("null feature", null_feature, "'pixel_3': 1 null value(s), first at row 0"),
         ("NaN feature", nan_feature, "'pixel_7': 1 NaN value(s), first at row 4"),
         ("inf feature", inf_feature, "'pixel_8': 1 infinite value(s), first at row 2"),
+        ("+inf and -inf", opposite_infs, "'pixel_9': 2 infinite value(s), first at row 1"),
         ("null label", null_label, "'label': 1 null value(s)"),
         ("label outside classes", label_out_of_range, "'label': 2 label(s) outside"),
         ("float label", float_label, "'label': type double does not cast safely to int64"),
@@ -212,6 +216,74 @@ def test_contract_violation_commits_nothing(
     data_dir = Path(table.location().removeprefix("file://")) / "data"
     referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
     assert set(data_dir.glob("cnai-*.parquet")) == referenced
+
+
+def test_finite_values_whose_sum_overflows_pass_the_contract(tmp_path: Path) -> None:
+    """The contract's one-pass finiteness check must not reject huge finite values."""
+    from cnai.contract import check_batch
+
+    spec = load_settings(tmp_path, environ={}).dataset
+    columns = digits_batch(4, seed=12)
+    columns["pixel_0"][:] = np.finfo(np.float64).max  # the column's sum overflows to inf
+    batch = pa.RecordBatch.from_pydict(columns)
+    checked = check_batch("huge.parquet", batch, spec)
+    assert checked.column("pixel_0").to_pylist() == [np.finfo(np.float64).max] * 4
+
+
+def test_nan_in_a_half_float_column_is_found(tmp_path: Path) -> None:
+    """float16 features (no sum kernel in Arrow) still get the exact NaN check."""
+    from cnai.contract import ContractError, check_batch
+
+    spec = load_settings(tmp_path, environ={}).dataset
+    columns: dict[str, Any] = dict(digits_batch(5, seed=13))
+    half = columns["pixel_2"].astype(np.float16)
+    half[3] = np.nan
+    columns["pixel_2"] = pa.array(half, type=pa.float16())
+    with pytest.raises(ContractError, match="'pixel_2': 1 NaN value\\(s\\), first at row 3"):
+        check_batch("half.parquet", pa.RecordBatch.from_pydict(columns), spec)
+
+
+def test_write_failure_of_the_background_writer_commits_nothing(
+    ingested_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet write failing on the writer thread fails the ingest; no file, no lease left."""
+    import cnai.sources
+
+    monkeypatch.setattr(cnai.sources, "BATCH_ROWS", 8)
+    before = snapshot_count(ingested_home)
+    source = write_parquet(tmp_path / "src" / "batch.parquet", digits_batch(40, seed=14))
+    original = pq.ParquetWriter.write_batch
+    calls: list[int] = []
+
+    def fail_third(self: pq.ParquetWriter, batch: pa.RecordBatch, *args: Any) -> None:
+        calls.append(batch.num_rows)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        original(self, batch, *args)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", fail_third)
+    with pytest.raises(OSError, match="No space left"):
+        run_ingest(ingested_home, source.parent)
+    assert snapshot_count(ingested_home) == before
+    table = load_table(load_settings(ingested_home, environ={}))
+    data_dir = Path(table.location().removeprefix("file://")) / "data"
+    referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
+    assert set(data_dir.glob("cnai-*.parquet")) == referenced
+    assert not list((data_dir / "_cnai_staging").glob("*.json"))
+
+
+def test_staged_file_holds_every_batch_in_order(
+    tmp_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches written one behind the reader land complete and in source order."""
+    import cnai.sources
+
+    monkeypatch.setattr(cnai.sources, "BATCH_ROWS", 7)
+    columns = digits_batch(50, seed=15)
+    run_ingest(tmp_home, write_parquet(tmp_path / "ordered.parquet", columns))
+    data = load_table(load_settings(tmp_home, environ={})).scan().to_arrow()
+    assert data.column("pixel_0").to_pylist() == list(columns["pixel_0"])
+    assert data.column("label").to_pylist() == list(columns["label"])
 
 
 def test_violation_through_cli_exits_2_with_one_line(tmp_home: Path, tmp_path: Path) -> None:

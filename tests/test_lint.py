@@ -12,7 +12,14 @@ import yaml
 from cnai.lint import lint_document
 from cnai.lint.derived import argo_problems
 from pipelines.retrain import TEMPLATE_NAME, compile_manifests
+from pipelines.score import pipeline as score_pipeline
 from tests.conftest import run_cli
+
+PIPELINES = {
+    "cnai-retrain": lambda: compile_manifests()[f"{TEMPLATE_NAME}.yaml"],
+    "cnai-score": lambda: score_pipeline.manifests()["cnai-score.yaml"],
+}
+"""Every pipeline of the reference project: each is validated the same way."""
 
 
 def cli(args: list[str], home: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -34,10 +41,10 @@ def _paths(doc: dict[str, Any], schemas: Path | None = None) -> list[str]:
     return [f"{p.path}: {p.message}" for p in lint_document(doc, "t.yaml", schemas)]
 
 
-def test_compiled_template_validates_against_the_installed_strict_argo_schema(
-    compiled: dict[str, Any],
-) -> None:
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_compiled_template_validates_against_the_installed_strict_argo_schema(name: str) -> None:
     """No upstream copy needed: the schema is derived from the installed Hera models."""
+    compiled = yaml.safe_load(PIPELINES[name]())
     assert argo_problems(compiled) == []
     assert _paths(compiled) == []
     # The schema really is applied: a wrong type anywhere is reported with its path.
@@ -123,3 +130,16 @@ def test_not_a_workflow_and_bad_yaml(
     assert "c.yaml: kind: no schema for example.com/v1 Widget" in stderr
     code, _, stderr = cli(["lint", str(tmp_path / "nope.yaml")], tmp_home, capsys)
     assert code == 2 and "no such file" in stderr
+
+
+def test_when_lint_follows_govaluate(compiled: dict[str, Any]) -> None:
+    """One evaluator (issue 14): lint flags what govaluate rejects, not what it accepts."""
+    doc = copy.deepcopy(compiled)
+    dag = next(t for t in doc["spec"]["templates"] if "dag" in t)["dag"]["tasks"]
+    needed = "{{tasks.ingest.outputs.parameters.needed}}"
+    dag[2]["when"] = f"{needed} in (yes, true) && -1 < 0"  # 'in' and prefix '-': valid Argo
+    assert not [p for p in _paths(doc) if ".when" in p]
+    dag[2]["when"] = f"{needed} =~ '[[:alpha:]]'"  # valid Argo; only `cnai run` refuses it
+    assert not [p for p in _paths(doc) if ".when" in p]
+    dag[2]["when"] = f"{needed} =~ '(?=x)'"  # RE2 has no look-ahead: Argo fails
+    assert [p for p in _paths(doc) if ".when" in p and "Unable to compile regexp" in p]

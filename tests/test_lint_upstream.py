@@ -23,6 +23,7 @@ from cnai.lint.rayjob import rayjob_problems
 from cnai.lint.schema import argo_schema_problems, events_schema_problems, rayjob_schema_problems
 from cnai.lint.upstream_diff import DATA_DIR, generate
 from pipelines.retrain import TEMPLATE_NAME, compile_manifests
+from pipelines.score import pipeline as score_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 ARGO_KINDS = {"Workflow", "WorkflowTemplate", "CronWorkflow", "ClusterWorkflowTemplate"}
@@ -31,6 +32,7 @@ EVENT_KINDS = {"EventSource", "Sensor", "EventBus"}
 
 def _project_objects() -> list[tuple[str, dict[str, Any]]]:
     found = [("compiled", yaml.safe_load(compile_manifests()[f"{TEMPLATE_NAME}.yaml"]))]
+    found += [("compiled score", yaml.safe_load(score_pipeline.manifests()["cnai-score.yaml"]))]
     found += [(str(path), doc) for path, doc in documents(REPO / "events")]
     for values in ([], ["webhooks.expose=ingress", "webhooks.ingress.host=h.example.com"]):
         found += [

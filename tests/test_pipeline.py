@@ -154,6 +154,23 @@ def test_unsafe_values_never_reach_a_command_line() -> None:
         ingest_and_plan(trigger="cron")
     with pytest.raises(UsageError, match="workers"):
         ingest_and_plan(workers="0")
+    with pytest.raises(UsageError, match="model_name"):
+        ingest_and_plan(model_name="m $(id)")
+
+
+def test_the_model_name_is_read_at_run_time_not_compiled_in(spec: dict[str, Any]) -> None:
+    """The compiled template names no model: ingest resolves an empty `model_name` from
+    the configuration and register gets ingest's output."""
+    assert "digits-classifier" not in yaml.safe_dump(spec)
+    tasks = _tasks(spec)
+    register = {p["name"]: p["value"] for p in tasks["register"]["arguments"]["parameters"]}
+    assert register["model_name"] == "{{tasks.ingest.outputs.parameters.model_name}}"
+    from cnai.config import load_settings
+    from pipelines.tasks import configured_model_name
+
+    assert configured_model_name(load_settings(Path("/nonexistent"), environ={})) == (
+        "digits-classifier"
+    )
 
 
 # ------------------------------------------------------------------ end to end

@@ -271,7 +271,7 @@ def test_the_register_task_follows_the_champion_it_reports(
             "reason": "worse",
         },
     )
-    monkeypatch.setattr(tasks, "_record_on_table", lambda *a, **k: None)
+    monkeypatch.setattr(tasks, "record_on_table", lambda *a, **k: None)
     monkeypatch.setattr(
         "cnai.serving.kserve.sync_inference_service",
         lambda name, version: seen.append((name, version)) or {"action": "unchanged"},

@@ -177,7 +177,7 @@ def test_runtime_failure_marks_the_run_failed(
         (["--snapshot-id", "123"], {}, "--snapshot-id 123: no such snapshot"),
         (["--workers", "0"], {}, "--workers 0: must be at least 1"),
         ([], {"CNAI_MODEL_FACTORY": "nowhere.models:net"}, "model factory 'nowhere.models:net'"),
-        ([], {"CNAI_MODEL_FACTORY": "steps.models:missing"}, "has no function 'missing'"),
+        ([], {"CNAI_MODEL_FACTORY": "steps.models:missing"}, "has no attribute 'missing'"),
         (["--epochs", "0"], {}, "--epochs 0: must be at least 1"),
         (["--channels", "0"], {}, "channels and hidden must be at least 1"),
     ],

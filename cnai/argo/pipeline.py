@@ -55,6 +55,10 @@ class Pipeline:
     """Further ``{file name: YAML}`` that ``cnai compile --out`` writes with the template."""
     source_modules: tuple[str, ...] = field(default=())
     """Modules whose source keys the compiled-template cache (besides ``build``'s own)."""
+    code_packages: tuple[str, ...] = field(default=())
+    """The project's top-level packages whose code decides what a run computes (e.g.
+    ``("steps", "pipelines")``): with cnai they make the code version in work and memo
+    keys (:func:`cnai.argo.kit.keys.code_version`)."""
 
     def manifests(self, platform: Platform | None = None) -> dict[str, str]:
         """Every file ``cnai compile --out DIR`` writes: ``{file name: YAML text}``."""

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnai.argo.semantics.depends import depends_tasks, evaluate_depends
 from cnai.argo.semantics.durations import parse_backoff_duration as parse_duration
 from cnai.argo.semantics.durations import parse_go_duration
 from cnai.argo.semantics.graph import find_cycle
+from cnai.argo.semantics.when import evaluate_when
 from cnai.engine.executors import (
     BAD_INPUT_EXIT_CODE,
     Attempt,
@@ -39,12 +41,7 @@ from cnai.engine.executors import (
     ResourceExecutor,
     TaskContext,
 )
-from cnai.engine.expr import (
-    depends_tasks,
-    evaluate_depends,
-    evaluate_when,
-    substitute,
-)
+from cnai.engine.expr import substitute
 from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
 from cnai.engine.memo import MemoCache, check_key
 from cnai.engine.raylocal import LocalRay
@@ -73,7 +70,12 @@ class EngineOptions:
     warm: bool = True
     """Fork ``python -m`` tasks from a warm zygote instead of a fresh interpreter."""
     preload: list[str] = field(default_factory=list)
-    """Modules the zygote imports ahead of the tasks."""
+    """Modules the zygote imports ahead of the tasks: ``EARLY... [-- LATER...]``; the
+    later ones once the run starts a second task (see cnai.engine.zygote)."""
+    zygote: Zygote | None = None
+    """A zygote started ahead of the run (``cnai run`` starts it before compiling, so its
+    imports overlap the command's own work); the engine adds ``preload`` to it and
+    closes it. None: the engine starts one when ``warm``."""
     reuse: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Node records from an earlier attempt of this run (retry) or run (resubmit)."""
     reuse_as_memoized: bool = False
@@ -119,6 +121,9 @@ class Engine:
         a mutex stays held while a task of a killed engine still runs."""
         self.cancelled = threading.Event()
         self.cancel_reason = ""
+        self.leaf_starts = 0
+        """Leaf attempts started so far, outside the exit handler."""
+        self.in_exit_handler = False
         parallelism = self.spec.get("parallelism")
         self.slots = threading.BoundedSemaphore(int(parallelism)) if parallelism else None
         self.deadline: float | None = None
@@ -216,9 +221,12 @@ class Engine:
         self.view.start(self.record["run_id"])
         phase, message = "Error", ""
         try:
-            if self.options.warm:
+            if self.options.zygote is not None:
+                self.zygote = self.options.zygote
+                self.zygote.load(self.options.preload)
+            elif self.options.warm:
                 self.zygote = Zygote(self.options.preload, self.options.base_env, Path(os.getcwd()))
-                self.process_executor.zygote = self.zygote
+            self.process_executor.zygote = self.zygote
             with self._mutexes(self.spec.get("synchronization"), self.scope, "workflow"):
                 phase, message = self._run_entrypoint()
                 phase, message = self._run_exit_handler(phase, message)
@@ -315,6 +323,7 @@ class Engine:
         )
         if self.save_error:
             return phase, message
+        self.in_exit_handler = True
         self.cancelled.clear()
         self.cancel_reason = ""
         # The exit handler gets a node budget of its own, so a run stopped by the limit
@@ -841,6 +850,7 @@ class Engine:
         process = template.get("script") or template.get("container") or {}
         if process.get("envFrom") or "resource" in template:
             env.update(self.options.settings_env)
+        self._count_leaf_start()
         ctx = TaskContext(
             node_id=node["id"],
             template=template,
@@ -863,6 +873,20 @@ class Engine:
                 return self.process_executor.run(ctx)
             except UsageError as exc:
                 return Attempt("Error", str(exc))
+
+    def _count_leaf_start(self) -> None:
+        """From the second leaf attempt on (exit handler aside), preload the later modules.
+
+        The first task only needs the early modules; a run that goes no further (every
+        later task skipped by its ``when``) never imports the rest.
+        """
+        with self.lock:
+            if self.in_exit_handler:
+                return
+            self.leaf_starts += 1
+            second = self.leaf_starts == 2
+        if second and self.zygote is not None:
+            self.zygote.load_later()
 
     def _held_fds(self) -> tuple[int, ...]:
         with self.lock:

@@ -1,21 +1,23 @@
 """The entrypoint RayJob templates run: one step function, its summary stored by key.
 
 ``python -m cnai.engine.entrypoint MODULE:FUNCTION [--param NAME=VALUE]...
-[--params-b64 B64JSON] [--result-key KEY]``
+[--params-b64 B64JSON] [--result-key KEY] [--outputs-dir DIR]``
 
 String values are converted with the function's type hints (int, float, bool,
 optional types); ``--params-b64`` adds keyword arguments from URL-safe base64 of
 a JSON object (values that are unsafe in a shell command or YAML stay encoded on
 the way). Settings come from the environment (the ConfigMap/Secret in the
 cluster, the home's settings locally). The result dict is printed as JSON on
-stdout and, with ``--result-key``, stored in MLflow (:mod:`cnai.engine.results`).
+stdout and, with ``--result-key``, stored in MLflow (:mod:`cnai.engine.results`);
+with ``--outputs-dir``, each top-level value is also written to ``DIR/<key>`` (the
+files an Argo container template's output parameters read, see
+:func:`cnai.argo.kit.container.step_container`).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import importlib
 import inspect
 import json
 import os
@@ -27,6 +29,7 @@ from typing import Any
 
 from cnai.engine.badinput import report_bad_input
 from cnai.errors import CnaiError, UsageError
+from cnai.resolve import resolve_callable
 
 
 def encode_params(params: dict[str, Any]) -> str:
@@ -68,14 +71,7 @@ def _convert(text: str, hint: Any, name: str) -> Any:
 
 def resolve(target: str) -> Callable[..., Any]:
     """``module:function`` as the function; UsageError when it cannot be imported."""
-    module_name, sep, function = target.partition(":")
-    if not sep:
-        raise UsageError(f"{target!r}: expected MODULE:FUNCTION")
-    try:
-        found: Callable[..., Any] = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"{target!r}: cannot import ({exc})") from exc
-    return found
+    return resolve_callable(target, what="step entrypoint")
 
 
 def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]:
@@ -99,6 +95,29 @@ def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]
     return result
 
 
+def output_text(value: Any) -> str:
+    """A result value as an Argo output parameter: text as is, booleans as ``true``/``false``
+    (what ``when`` compares), None as empty, anything else as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def write_outputs(result: dict[str, Any], folder: str) -> None:
+    """Write each top-level value of ``result`` to ``folder/<key>`` (see :func:`output_text`)."""
+    from pathlib import Path
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    for key, value in result.items():
+        if "/" not in str(key) and str(key) not in ("", ".", ".."):
+            (target / str(key)).write_text(output_text(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the entrypoint; exit 0, 1 (runtime failure) or 2 (bad input)."""
     if os.environ.get("CNAI_ENGINE_PID") == str(os.getppid()):
@@ -110,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--params-b64", default=None)
     parser.add_argument("--result-key", default=None)
+    parser.add_argument("--outputs-dir", default=None, metavar="DIR")
     args = parser.parse_args(argv)
     try:
         result = call(args.target, args.param, args.params_b64)
@@ -118,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cnai.engine.results import save_result
 
             save_result(load_settings(), args.result_key, result)
+        if args.outputs_dir:
+            write_outputs(result, args.outputs_dir)
     except UsageError as exc:
         return report_bad_input(exc)
     except CnaiError as exc:

@@ -74,6 +74,25 @@ class _Process(Protocol):
 
     def poll(self) -> int | None: ...
 
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+
+POLL_SECONDS = 0.05
+"""How often a waiting task thread checks cancellation and deadlines."""
+
+
+def _exit_within(proc: _Process, seconds: float) -> int | None:
+    """The exit status once ``proc`` ends within ``seconds``, else None.
+
+    A plain process is waited for with the interpreter's own back-off (first checks
+    after fractions of a millisecond), so a short task is noticed as soon as it ends
+    rather than at the next fixed poll.
+    """
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
 
 @dataclass
 class TaskContext:
@@ -138,7 +157,7 @@ def _reroot(path: str, sandbox: Path) -> Path:
 def _wait(proc: _Process, ctx: TaskContext) -> tuple[int | None, str]:
     """Wait for ``proc``; kill its process group on deadline or cancellation."""
     while True:
-        code = proc.poll()
+        code = _exit_within(proc, POLL_SECONDS)
         if code is not None:
             return code, ""
         reason = ""
@@ -153,7 +172,6 @@ def _wait(proc: _Process, ctx: TaskContext) -> tuple[int | None, str]:
             while proc.poll() is None and time.time() < deadline:
                 time.sleep(0.05)
             return None, reason
-        time.sleep(0.05)
 
 
 def _python(argv: list[str]) -> list[str]:

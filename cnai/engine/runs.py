@@ -30,6 +30,7 @@ from cnai.engine.memo import MemoCache
 from cnai.engine.spec import ensure_supported, instantiate, load_document
 from cnai.engine.store import RunStore, engine_alive, generate_run_id
 from cnai.engine.view import RunView
+from cnai.engine.zygote import Zygote, task_base_env
 from cnai.errors import CnaiError, UsageError
 
 WORKFLOW_FILE = "workflow.yaml"
@@ -70,6 +71,19 @@ def runner_modules(doc: dict[str, Any]) -> list[str]:
     return found
 
 
+def forks_warm(doc: dict[str, Any]) -> bool:
+    """Whether any template of ``doc`` runs ``python -m ...`` (what the zygote can fork)."""
+    from cnai.engine.executors import PYTHON_NAMES
+
+    for template in (doc.get("spec") or {}).get("templates") or []:
+        process = template.get("script") or template.get("container") or {}
+        command = [str(c) for c in process.get("command") or []]
+        args = [str(a) for a in process.get("args") or []]
+        if len(command) == 1 and command[0] in PYTHON_NAMES and args[:1] == ["-m"]:
+            return True
+    return False
+
+
 def _options(
     settings: Settings,
     doc: dict[str, Any],
@@ -77,25 +91,21 @@ def _options(
     warm: bool,
     reuse: dict[str, dict[str, Any]] | None = None,
     reuse_as_memoized: bool = False,
+    zygote: Zygote | None = None,
 ) -> EngineOptions:
-    from cnai.project import find_project, task_env
-
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CNAI_") and k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")
-    }
-    # Every task (and the zygote, and the local Ray runtime) imports the project's
-    # modules and reads the same configuration files as this process.
-    base.update(task_env(find_project()))
+    base = task_base_env()
     settings_env = {k: v for k, v in settings.env().items() if k != "RAY_ADDRESS"}
-    modules = list(dict.fromkeys([RUNNER_MODULE, *runner_modules(doc), *preload]))
+    runners = runner_modules(doc)
+    modules = list(dict.fromkeys([*([RUNNER_MODULE, *runners] if runners else []), *preload]))
+    # No zygote when no task could fork from it: it would only compete for the CPU.
+    warm = warm and (zygote is not None or forks_warm(doc))
     return EngineOptions(
         base_env=base,
         settings_env=settings_env,
         ray_address=settings.ray_address,
         warm=warm,
         preload=modules,
+        zygote=zygote if warm else None,
         reuse=reuse or {},
         reuse_as_memoized=reuse_as_memoized,
         limits=limits_for(settings),
@@ -159,18 +169,20 @@ def start_run(
     reuse: dict[str, dict[str, Any]] | None = None,
     reuse_as_memoized: bool = False,
     resubmitted_from: str | None = None,
+    zygote: Zygote | None = None,
 ) -> dict[str, Any]:
     """Instantiate ``doc`` with ``parameters`` and run it; returns the run record.
 
     Everything that can be checked before a run starts (supported fields, typed
     values, parameters, the run id, the ``engine`` limits) is checked before anything
-    is written; a refused run leaves no record.
+    is written; a refused run leaves no record. ``zygote``: one started ahead by the
+    caller (see :func:`cnai.engine.zygote.start_zygote`); the run uses and closes it.
     """
     from cnai.argo.platform import platform_for
     from cnai.engine.spec import env_from_local
 
     ensure_supported(doc, source, env_from_local(platform_for(settings)))
-    options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized)
+    options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized, zygote)
     store = store_for(settings)
     name = (doc.get("metadata") or {}).get("name") or "workflow"
     prefix = name if doc.get("kind") == "WorkflowTemplate" else name.rsplit("-", 1)[0]

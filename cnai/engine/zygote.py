@@ -8,9 +8,17 @@ directory, stdout/stderr files and session; it runs the module exactly as
 ``python -m MODULE ARGS`` would (``runpy`` with ``alter_sys``) and exits with its
 status. No task ever runs inside the zygote itself.
 
+Preloading comes in two parts. *Early* modules (what the first task needs) are
+imported before the first child is forked. *Later* modules (what only later tasks
+need, e.g. MLflow) are imported in the background, while no request waits, and only
+once the engine asks for them: a run that ends after its first task (a no-change
+run of the retrain pipeline) never pays for them.
+
 Protocol (JSON lines): the engine writes ``{"id", "argv", "env", "cwd", "stdout",
 "stderr"}`` to stdin; the zygote answers ``{"id", "pid"}`` once forked and
 ``{"id", "exit"}`` when the child ends (``exit`` is the status, negative for a signal).
+``{"load": [modules]}`` imports modules before anything written after it is served;
+``{"later": [modules]}`` queues modules for the background. Neither is answered.
 """
 
 from __future__ import annotations
@@ -88,6 +96,21 @@ def _child(request: dict[str, Any]) -> None:
     os._exit(code)
 
 
+def split_preload(preload: list[str]) -> tuple[list[str], list[str]]:
+    """``EARLY... [-- LATER...]`` as (early, later) module lists."""
+    if "--" not in preload:
+        return [m for m in preload if m], []
+    cut = preload.index("--")
+    return [m for m in preload[:cut] if m], [m for m in preload[cut + 1 :] if m and m != "--"]
+
+
+def _import_all(modules: list[str]) -> None:
+    """Import each module; one that fails is left for the task to report."""
+    for module in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+
 def _serve(preload: list[str]) -> None:
     """The zygote's loop: serve fork requests, reap children, preload between requests."""
     die_with_parent()
@@ -95,12 +118,8 @@ def _serve(preload: list[str]) -> None:
     children: dict[int, Any] = {}
     stdin = sys.stdin.buffer
     buffer = b""
-    # Modules before "--" load before the first fork; the rest load between requests.
-    early = preload[: preload.index("--")] if "--" in preload else list(preload)
-    pending = preload[len(early) + 1 :] if "--" in preload else []
-    for module in early:
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
+    early, pending = split_preload(preload)
+    _import_all(early)
 
     def reply(message: dict[str, Any]) -> None:
         out.write(json.dumps(message) + "\n")
@@ -129,6 +148,12 @@ def _serve(preload: list[str]) -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                if "load" in request:
+                    _import_all([str(m) for m in request["load"]])
+                    continue
+                if "later" in request:
+                    pending += [str(m) for m in request["later"] if m not in pending]
+                    continue
                 pid = os.fork()
                 if pid == 0:
                     _child(request)
@@ -141,15 +166,38 @@ def _serve(preload: list[str]) -> None:
 
 
 def main() -> None:
-    """``python -m cnai.engine.zygote EARLY... [-- LATE...]``: preload, then serve.
+    """``python -m cnai.engine.zygote EARLY... [-- LATER...]``: preload, then serve.
 
     EARLY modules are imported before the first child is forked (every task needs
-    them); LATE modules are imported while no request is waiting.
+    them); LATER modules are imported while no request is waiting.
     """
     _serve([m for m in sys.argv[1:] if m])
 
 
 # ---------------------------------------------------------------- engine side
+
+
+def task_base_env() -> dict[str, str]:
+    """The environment every task process starts from: this one, less cnai's own settings
+    and the Ray/MLflow addresses (a task gets those from the run's settings), plus the
+    project's (:func:`cnai.project.task_env`: ``CNAI_PROJECT``, ``PYTHONPATH`` with the
+    project root first, and this process's ``CNAI_CONFIG``/``CNAI_PROJECT_CONFIG``), so
+    every task, the zygote and the local Ray runtime import the project's modules and
+    read the same configuration files as this process."""
+    from cnai.project import find_project, task_env
+
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CNAI_") and k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")
+    }
+    base.update(task_env(find_project()))
+    return base
+
+
+def start_zygote(preload: list[str]) -> Zygote:
+    """A zygote for tasks of a run started from this process and working directory."""
+    return Zygote(list(preload), task_base_env(), Path(os.getcwd()))
 
 
 @dataclass
@@ -161,14 +209,20 @@ class _Pending:
 
 
 class Zygote:
-    """The engine's handle on one zygote process (thread-safe)."""
+    """The engine's handle on one zygote process (thread-safe).
+
+    ``preload`` is ``EARLY... [-- LATER...]``: the early modules are imported at once,
+    the later ones only after :meth:`load_later` (see the module docstring).
+    """
 
     def __init__(self, preload: list[str], env: dict[str, str], cwd: Path) -> None:
         self._lock = threading.Lock()
         self._next = 0
         self._pending: dict[int, _Pending] = {}
+        early, self._later = split_preload(preload)
+        self._later_asked = False
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cnai.engine.zygote", *preload],
+            [sys.executable, "-m", "cnai.engine.zygote", *early],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -205,6 +259,35 @@ class Zygote:
         """True while the zygote process runs."""
         return self.proc.poll() is None
 
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        with self._lock:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+
+    def load(self, preload: list[str]) -> None:
+        """Add ``EARLY... [-- LATER...]`` modules: early ones load before the next fork."""
+        early, later = split_preload(preload)
+        with self._lock:
+            self._later += [m for m in later if m not in self._later]
+            resend = self._later_asked and bool(later)
+        with contextlib.suppress(OSError):  # a dead zygote: tasks start cold instead
+            if early:
+                self._send({"load": early})
+            if resend:
+                self._send({"later": later})
+
+    def load_later(self) -> None:
+        """Start importing the later modules in the background (once; no-op after)."""
+        with self._lock:
+            if self._later_asked or not self._later:
+                self._later_asked = True
+                return
+            self._later_asked = True
+            later = list(self._later)
+        with contextlib.suppress(OSError):
+            self._send({"later": later})
+
     def spawn(
         self, argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, stderr: Path
     ) -> ZygoteChild:
@@ -221,10 +304,7 @@ class Zygote:
             "stdout": str(stdout),
             "stderr": str(stderr),
         }
-        assert self.proc.stdin is not None
-        with self._lock:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+        self._send(request)
         item.started.wait()
         return ZygoteChild(item)
 
@@ -234,7 +314,9 @@ class Zygote:
             if self.proc.stdin:
                 self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=0.2)  # tasks are done: only a preload import can be running
+            # Tasks are done: an idle zygote exits on the closed stdin at once; one busy
+            # with a background import has nothing left worth waiting for.
+            self.proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -7,8 +7,8 @@ semantics, and starts ``cnai run`` for each accepted event.
 
 Modules:
 
-- :mod:`cnai.events.jsonpath`: the subset of gjson paths the Sensor uses
-- :mod:`cnai.events.expr`: the subset of govaluate expressions (``exprs`` filters)
+- :mod:`cnai.argo.semantics.gjson` (outside this package): the gjson paths the Sensor uses
+- ``exprs`` filters are govaluate expressions, evaluated by :mod:`cnai.argo.semantics.govaluate`
 - :mod:`cnai.events.filters`: data/expr filter evaluation
 - :mod:`cnai.events.params`: trigger parameter resolution into Workflow arguments
 - :mod:`cnai.events.spec`: loading the YAML and refusing what the gateway cannot honour

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnai.events.expr import Expr, ExprError, compile_expr
-from cnai.events.jsonpath import MISSING, JsonPath, as_bool, as_float, as_string, compile_path
+from cnai.argo.semantics.gjson import GjsonPath, PathError, compile_path
+from cnai.argo.semantics.govaluate import Expression, GovaluateError, compile_expression
 
 NUMBER_COMPARATORS = ("", "=", "!=", "<", "<=", ">", ">=")
 STRING_COMPARATORS = ("", "=", "!=")
@@ -62,7 +62,7 @@ class Decision:
 class DataFilter:
     """One ``data`` filter."""
 
-    path: JsonPath
+    path: GjsonPath
     """Where the value is read from."""
     type: str
     """``string``, ``number`` or ``bool``."""
@@ -77,17 +77,17 @@ class DataFilter:
         return self.path.text.replace("body.", "")
 
     def evaluate(self, event: Any) -> Decision:
-        """Apply this filter to one event's data."""
-        value = self.path.get(event)
-        if value is MISSING:
+        """Apply this filter to one event's data (its JSON text)."""
+        result = self.path.get(event)
+        if not result.exists():
             return Decision(False, f"{self.label} missing")
-        shown = _short(as_string(value))
+        text = result.string()
+        shown = _short(text)
         if self.type == "bool":
-            ok = any(v == as_bool(value) for v in self.values)
+            ok = any(v == result.bool() for v in self.values)
         elif self.type == "number":
-            ok = any(_compare(as_float(value), v, self.comparator) for v in self.values)
+            ok = any(_compare(result.float(), v, self.comparator) for v in self.values)
         else:
-            text = as_string(value)
             matches = (pattern.search(text) is not None for pattern in self.values)
             ok = any(not m for m in matches) if self.comparator == "!=" else any(matches)
         return Decision(True) if ok else Decision(False, f"{self.label} {shown}")
@@ -97,27 +97,28 @@ class DataFilter:
 class ExprFilter:
     """One ``exprs`` filter: an expression over named fields."""
 
-    expr: Expr
+    expr: Expression
     """The compiled expression."""
-    fields: tuple[tuple[str, JsonPath], ...]
+    fields: tuple[tuple[str, GjsonPath], ...]
     """(parameter name, path) pairs."""
 
     def evaluate(self, event: Any) -> Decision:
-        """Apply this filter to one event's data."""
+        """Apply this filter to one event's data (its JSON text)."""
         parameters: dict[str, Any] = {}
+        shown: list[str] = []
         for name, path in self.fields:
-            value = path.get(event)
-            if value is MISSING:
+            result = path.get(event)
+            if not result.exists():
                 return Decision(False, f"{path.text.replace('body.', '')} missing")
-            parameters[name] = value
+            parameters[name] = result.value()
+            shown.append(f"{name}={_short(result.string(), 40)}")
         try:
             result = self.expr.evaluate(parameters)
-        except ExprError as exc:
+        except GovaluateError as exc:
             return Decision(False, f"expr error: {exc}")
         if result is True:
             return Decision(True)
-        shown = ", ".join(f"{k}={_short(as_string(v), 40)}" for k, v in parameters.items())
-        return Decision(False, f"expr {self.expr.text!r} is false for {shown}")
+        return Decision(False, f"expr {self.expr.text!r} is false for {', '.join(shown)}")
 
 
 @dataclass(frozen=True)
@@ -254,8 +255,8 @@ def _compile_data(raw: Mapping[str, Any], where: str) -> DataFilter:
 
 def _compile_expr(raw: Mapping[str, Any], where: str) -> ExprFilter:
     try:
-        expr = compile_expr(str(raw.get("expr") or ""))
-    except ExprError as exc:
+        expr = compile_expression(str(raw.get("expr") or ""))
+    except GovaluateError as exc:
         raise FilterSpecError(f"{where}.expr: {exc}") from exc
     fields = []
     for i, field in enumerate(raw.get("fields") or []):
@@ -268,9 +269,7 @@ def _compile_expr(raw: Mapping[str, Any], where: str) -> ExprFilter:
     return ExprFilter(expr, tuple(fields))
 
 
-def _path(text: Any, where: str) -> JsonPath:
-    from cnai.events.jsonpath import PathError
-
+def _path(text: Any, where: str) -> GjsonPath:
     try:
         return compile_path(str(text or ""))
     except PathError as exc:

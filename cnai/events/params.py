@@ -6,21 +6,31 @@ Mirrors ``ApplyParams`` / ``ResolveParamValue`` of Argo Events' triggers:
   at ``dataKey`` (gjson; JSON text for arrays and objects), else its default ``value``;
 - a source whose dependency did not fire yields its default ``value`` (or nothing);
 - the value is written at ``dest`` (dotted path, numeric list indices) with
-  ``operation`` overwrite (default), ``append`` or ``prepend``.
+  ``operation`` overwrite (default), ``append`` or ``prepend`` (the current value read
+  with gjson, as Argo Events does).
 
-``dataTemplate`` is a Go template; the subset supported is constant text and
+``dataKey`` is read with :mod:`cnai.argo.semantics.gjson` from the event's JSON text:
+objects, arrays and ``null`` as their raw text, anything else as gjson's ``String()``.
+
+``dataTemplate`` is a Go template over gjson's ``Value()`` of the event (numbers are
+float64 and print as Go's ``%v`` does); the subset supported is constant text and
 ``{{ .Input.a.b }}`` optionally piped into ``trimPrefix "x"`` / ``trimSuffix "x"``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cnai.events.jsonpath import MISSING, JsonPath, PathError, as_string, compile_path
+from cnai.argo.semantics.gjson import GjsonPath, Kind, PathError, compile_path
+from cnai.argo.semantics.gojson import format_value
+
+_DEST = re.compile(r"[^.\\*?#@|!\[\]{}():,\"]+(?:\.[^.\\*?#@|!\[\]{}():,\"]+)*")
+"""What ``dest`` may be: keys with no gjson/sjson syntax in them, and list indices."""
 
 _TEMPLATE = re.compile(
     r"^\{\{-?\s*\.Input((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*"
@@ -46,10 +56,15 @@ class DataTemplate:
     """The function's string argument."""
 
     def render(self, data: Any) -> str | None:
-        """The rendered text, or None where Go would fail or print ``<no value>``."""
+        """The text rendered on the event ``data`` (JSON text), or None where Go would
+        fail or print ``<no value>``."""
         if self.keys is None:
             return self.text or None
-        value = data
+        text = data if isinstance(data, str) else json.dumps(data)
+        try:
+            value: Any = json.loads(text, parse_int=float)
+        except ValueError:
+            return None
         for key in self.keys:
             if not isinstance(value, dict) or key not in value:
                 return None
@@ -61,8 +76,7 @@ class DataTemplate:
                 value = value[len(self.argument) :]
             elif self.function == "trimSuffix" and self.argument and value.endswith(self.argument):
                 value = value[: -len(self.argument)]
-        text = as_string(value) if not isinstance(value, (dict, list)) else None
-        return text or None
+        return _go_text(value) or None
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,7 @@ class TriggerParameter:
     """The dependency whose event feeds it."""
     dest: tuple[str, ...]
     """Where the value goes in the resource."""
-    data_key: JsonPath | None
+    data_key: GjsonPath | None
     """``src.dataKey``."""
     template: DataTemplate | None
     """``src.dataTemplate``."""
@@ -92,9 +106,9 @@ class TriggerParameter:
             if rendered is not None:
                 return rendered
         if self.data_key is not None:
-            value = self.data_key.get(data)
-            if value is not MISSING:
-                return "null" if value is None else as_string(value)
+            result = self.data_key.get(data)
+            if result.exists():
+                return result.raw if result.kind in (Kind.JSON, Kind.NULL) else result.string()
         return self.default
 
 
@@ -108,8 +122,10 @@ def compile_parameter(raw: Mapping[str, Any], where: str) -> TriggerParameter:
     if operation not in ("overwrite", "append", "prepend"):
         raise ParamSpecError(f"{where}.operation: {operation!r} is not an operation")
     dest = str(raw.get("dest") or "")
-    if not dest or any(not part for part in dest.split(".")):
-        raise ParamSpecError(f"{where}.dest: a dotted path is required")
+    if not _DEST.fullmatch(dest):
+        raise ParamSpecError(
+            f"{where}.dest: a dotted path of plain keys and list indices is required"
+        )
     try:
         data_key = compile_path(str(src["dataKey"])) if src.get("dataKey") else None
     except PathError as exc:
@@ -158,23 +174,23 @@ def apply_parameters(
         if value is None:
             continue
         if parameter.operation != "overwrite":
-            current = _get(result, parameter.dest)
-            if current is not MISSING:
-                text = as_string(current)
+            current = compile_path(".".join(parameter.dest)).get(result)
+            if current.exists():
+                text = current.string()
                 value = text + value if parameter.operation == "append" else value + text
         _set(result, parameter.dest, value)
     return result
 
 
-def _get(document: Any, keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        if isinstance(document, dict) and key in document:
-            document = document[key]
-        elif isinstance(document, list) and key.isdigit() and int(key) < len(document):
-            document = document[int(key)]
-        else:
-            return MISSING
-    return document
+def _go_text(value: Any) -> str | None:
+    """``value`` (from gjson's ``Value()``) as a Go template prints it; None for maps/lists."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_value(value)
+    if isinstance(value, str):
+        return value
+    return None
 
 
 def _set(document: Any, keys: tuple[str, ...], value: str) -> None:
@@ -199,11 +215,20 @@ def _set(document: Any, keys: tuple[str, ...], value: str) -> None:
 
 def workflow_arguments(resource: Mapping[str, Any]) -> dict[str, str]:
     """``spec.arguments.parameters`` of a Workflow as name -> value."""
-    parameters = _get(resource, ("spec", "arguments", "parameters"))
-    if parameters is MISSING or not isinstance(parameters, list):
+    spec = resource.get("spec")
+    arguments = spec.get("arguments") if isinstance(spec, dict) else None
+    parameters = arguments.get("parameters") if isinstance(arguments, dict) else None
+    if not isinstance(parameters, list):
         return {}
     return {
-        str(p["name"]): as_string(p.get("value", ""))
+        str(p["name"]): _argument_text(p.get("value", ""))
         for p in parameters
         if isinstance(p, dict) and "name" in p
     }
+
+
+def _argument_text(value: Any) -> str:
+    """A parameter value written in the trigger's YAML, as the Workflow would hold it."""
+    if isinstance(value, str):
+        return value
+    return compile_path("v").get({"v": value}).string()

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import math
 import secrets
 import sys
 import time
@@ -45,6 +47,7 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from cnai.argo.semantics import gojson
 from cnai.events.limits import GatewayLimits
 from cnai.events.runner import RunQueue, argument_problem
 from cnai.events.signature import verify_bearer, verify_github_signature
@@ -98,6 +101,12 @@ def missing_secrets(spec: EventsSpec, available: Mapping[str, str]) -> list[str]
     """Env vars the routes need that are not set."""
     needed = {r.secret_env for r in spec.routes if r.secret_env}
     return sorted(name for name in needed if not available.get(name))
+
+
+@functools.lru_cache(maxsize=256)
+def _rejection_body(reason: str) -> bytes:
+    """The JSON body of a rejection (cached: a flood of one bad request encodes it once)."""
+    return json.dumps({"status": "rejected", "reason": reason}).encode()
 
 
 class RefusedError(Exception):
@@ -212,11 +221,12 @@ class Gateway:
             log: dict[str, Any] = {"event": None, "delivery": None, "run_id": None}
             headers: dict[str, str] = {}
             reserved = [0]
+            body: dict[str, Any] | bytes
             try:
                 status, body = await self._deliver(route, request, log, reserved)
             except RefusedError as rejected:
                 status = rejected.status
-                body = {"status": "rejected", "reason": rejected.reason}
+                body = _rejection_body(rejected.reason)
                 headers = rejected.headers
                 log["decision"] = f"rejected: {rejected.reason}"
             except Exception as exc:  # noqa: BLE001 - answered 500, logged (bounded), nothing kept
@@ -232,7 +242,16 @@ class Gateway:
                 self.bounded(f"rejected {status}", entry)
             else:
                 self._log(entry)
-            response = web.json_response(body, status=status, headers=headers)
+            if isinstance(body, bytes):
+                response = web.Response(
+                    body=body,
+                    status=status,
+                    headers=headers,
+                    content_type="application/json",
+                    charset="utf-8",
+                )
+            else:
+                response = web.json_response(body, status=status, headers=headers)
             if status in (408, 413, 503) or (status >= 400 and not request.content.at_eof()):
                 response.force_close()
             return response
@@ -322,7 +341,7 @@ class Gateway:
             signature = request.headers.get("X-Hub-Signature-256")
             if not verify_github_signature(secret, body, signature):
                 raise RefusedError(401, "bad signature")
-        payload = _parse_json(body, self.limits.max_json_depth)
+        payload, text = _parse_json(body, self.limits.max_json_depth)
         del body
         delivery_id = _delivery_id(route, request)
         if delivery_id is None:
@@ -331,7 +350,8 @@ class Gateway:
         seen = self.store.seen(route.source, route.event, delivery_id)
         if seen is not None:
             return self._duplicate(delivery_id, seen, log)
-        data = _event_data(route, request, payload)
+        data = _event_data(route, request, payload, text)
+        del payload, text
         try:
             evaluation = self.config.spec.evaluate(route, data)
         except EVALUATION_ERRORS as exc:
@@ -565,10 +585,15 @@ def _delivery_id(route: Route, request: web.Request) -> str | None:
     return value if route.kind == "github" else f"{route.event}-{value}"
 
 
-def _parse_json(body: bytes | bytearray, max_depth: int) -> dict[str, Any]:
-    """The body as a JSON object; RefusedError(400) naming the rule it breaks."""
+def _parse_json(body: bytes | bytearray, max_depth: int) -> tuple[dict[str, Any], str]:
+    """The body as a JSON object and as text; RefusedError(400) naming the rule it breaks."""
     try:
-        payload = json.loads(body)
+        text = bytes(body).decode("utf-8")
+        payload = json.loads(
+            text, parse_constant=_no_constant, parse_int=_float64_int, parse_float=_float64
+        )
+    except _OutOfRangeError:
+        raise RefusedError(400, "body has a number outside the float64 range") from None
     except RecursionError:
         raise RefusedError(
             400, f"body nested deeper than events.max_json_depth {max_depth}"
@@ -579,7 +604,30 @@ def _parse_json(body: bytes | bytearray, max_depth: int) -> dict[str, Any]:
         raise RefusedError(400, "body must be a JSON object")
     if _depth_over(payload, max_depth):
         raise RefusedError(400, f"body nested deeper than events.max_json_depth {max_depth}")
-    return payload
+    return payload, text
+
+
+class _OutOfRangeError(ValueError):
+    """A JSON number no float64 holds (Argo's GitHub EventSource cannot decode it, and a
+    number filter would compare +Inf)."""
+
+
+def _float64_int(text: str) -> int:
+    if len(text.lstrip("-")) > 309 or math.isinf(float(text)):
+        raise _OutOfRangeError(text[:20])
+    return int(text)
+
+
+def _float64(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRangeError(text[:20])
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Go's decoder refuses them)."""
+    raise ValueError(name)
 
 
 def _depth_over(document: Any, limit: int) -> bool:
@@ -601,20 +649,25 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _event_data(route: Route, request: web.Request, payload: dict[str, Any]) -> dict[str, Any]:
-    """The event JSON Argo Events' EventSource would publish for this delivery."""
+def _event_data(route: Route, request: web.Request, payload: dict[str, Any], body: str) -> str:
+    """The event JSON text Argo Events' EventSource would publish for this delivery.
+
+    Byte for byte what Go's ``json.Marshal`` gives there (see
+    :mod:`cnai.argo.semantics.gojson`), so gjson paths read the same text as in Argo.
+    """
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         if name.lower() in ("authorization", "x-hub-signature-256", "x-hub-signature"):
             continue
         headers.setdefault(_canonical(name), []).append(value)
     if route.kind == "github":
-        # The GitHub EventSource copies these two headers into the body.
-        body = dict(payload)
-        body["X-GitHub-Event"] = request.headers.get("X-GitHub-Event", "")
-        body["X-GitHub-Delivery"] = request.headers.get(DELIVERY_HEADER, "")
-        return {"headers": headers, "body": body}
-    return {"header": headers, "body": payload}
+        # The GitHub EventSource decodes the body, copies these two headers into it and
+        # encodes it again.
+        decoded = dict(payload)
+        decoded["X-GitHub-Event"] = request.headers.get("X-GitHub-Event", "")
+        decoded["X-GitHub-Delivery"] = request.headers.get(DELIVERY_HEADER, "")
+        return f'{{"headers":{gojson.marshal(headers)},"body":{gojson.marshal(decoded)}}}'
+    return f'{{"header":{gojson.marshal(headers)},"body":{gojson.compact(body)}}}'
 
 
 def _canonical(name: str) -> str:

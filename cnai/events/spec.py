@@ -179,8 +179,12 @@ class EventsSpec:
         return Evaluation(Decision(False, "; ".join(reasons)))
 
 
-def load_spec(directory: Path | None = None) -> EventsSpec:
-    """Read and check every YAML file in ``directory``; UsageError naming the problem."""
+def load_spec(directory: Path | None = None, workflow_template: str | None = None) -> EventsSpec:
+    """Read and check every YAML file in ``directory``; UsageError naming the problem.
+
+    The gateway evaluates one Sensor: the one whose trigger submits
+    ``workflow_template`` (the pipeline it runs); None: the first Sensor by file name.
+    """
     folder = Path(directory) if directory is not None else default_events_dir()
     if not folder.is_dir():
         raise UsageError(f"--events-dir {folder}: not a folder")
@@ -195,9 +199,11 @@ def load_spec(directory: Path | None = None) -> EventsSpec:
                 raise UsageError(f"{path}: every document needs a kind")
             name = str((doc.get("metadata") or {}).get("name") or "")
             documents[(str(doc["kind"]), name)] = (path, doc)
-    sensors = [(p, d) for (kind, _), (p, d) in documents.items() if kind == "Sensor"]
-    if len(sensors) != 1:
-        raise UsageError(f"{folder}: expected exactly one Sensor, found {len(sensors)}")
+    sensors = _pick_sensor(
+        [(p, d) for (kind, _), (p, d) in documents.items() if kind == "Sensor"],
+        folder,
+        workflow_template,
+    )
     sources = {name: pd for (kind, name), pd in documents.items() if kind == "EventSource"}
     routes, schedules, repository = _routes(sources)
     sensor_path, sensor = sensors[0]
@@ -207,6 +213,34 @@ def load_spec(directory: Path | None = None) -> EventsSpec:
     except (FilterSpecError, ParamSpecError) as exc:
         raise UsageError(f"{sensor_path}: {exc}") from exc
     return EventsSpec(folder, tuple(routes), dependencies, trigger, repository, tuple(schedules))
+
+
+def _pick_sensor(
+    sensors: list[tuple[Path, dict[str, Any]]], folder: Path, workflow_template: str | None
+) -> list[tuple[Path, dict[str, Any]]]:
+    """The one Sensor (as a one-item list) the gateway evaluates."""
+    if not sensors:
+        raise UsageError(f"{folder}: no Sensor found")
+    if workflow_template is None:
+        return sorted(sensors, key=lambda pd: str(pd[0]))[:1]
+    found = [(p, d) for p, d in sensors if workflow_template in _submitted_templates(d)]
+    if len(found) != 1:
+        raise UsageError(
+            f"{folder}: expected one Sensor submitting WorkflowTemplate "
+            f"{workflow_template!r}, found {len(found)}"
+        )
+    return found
+
+
+def _submitted_templates(sensor: Mapping[str, Any]) -> set[str]:
+    names = set()
+    for trigger in (sensor.get("spec") or {}).get("triggers") or []:
+        workflow = ((trigger or {}).get("template") or {}).get("argoWorkflow") or {}
+        resource = (workflow.get("source") or {}).get("resource") or {}
+        ref = ((resource.get("spec") or {}).get("workflowTemplateRef") or {}).get("name")
+        if ref:
+            names.add(str(ref))
+    return names
 
 
 def _routes(

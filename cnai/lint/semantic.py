@@ -41,9 +41,11 @@ from typing import Any
 
 import yaml
 
+from cnai.argo.semantics.depends import depends_tasks
 from cnai.argo.semantics.durations import parse_go_duration
 from cnai.argo.semantics.graph import find_cycle
-from cnai.engine.expr import REFERENCE, depends_tasks, evaluate_when, references
+from cnai.argo.semantics.when import WhenNotSupportedError, evaluate_when
+from cnai.engine.expr import REFERENCE, references
 from cnai.engine.memo import KEY_PATTERN
 from cnai.errors import UsageError
 
@@ -449,6 +451,8 @@ def _when_problem(when: str, where: str) -> str:
         try:
             evaluate_when(REFERENCE.sub(value, when), where)
             return ""
+        except WhenNotSupportedError:
+            return ""  # valid for Argo; `cnai run` refuses it, lint does not
         except UsageError as exc:
             first = first or str(exc).split(": ", 1)[-1]
     return first

@@ -12,7 +12,6 @@ at most 8 s between attempts).
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from cnai.errors import CnaiError, UsageError
+from cnai.retrying import mlflow_policy
 
 T = TypeVar("T")
 
@@ -39,8 +39,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
-MAX_DELAY_S = 8.0
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -49,7 +47,8 @@ class RetryPolicy:
     attempts: int = 5
     """Tries per call, the first included (at least 1)."""
     first_delay_s: float = 0.5
-    """Pause before the second try; doubles after each failure, capped at 8 s."""
+    """Pause before the second try; doubles after each failure, capped at 8 s
+    (:func:`cnai.retrying.mlflow_policy`)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RetryPolicy:
@@ -65,13 +64,6 @@ class RetryPolicy:
         if attempts < 1 or delay < 0:
             raise UsageError("CNAI_MLFLOW_RETRIES must be >= 1 and CNAI_MLFLOW_RETRY_DELAY >= 0")
         return cls(attempts=attempts, first_delay_s=delay)
-
-    def delays(self) -> Iterator[float]:
-        """Pauses between consecutive attempts (``attempts - 1`` of them), with jitter."""
-        delay = self.first_delay_s
-        for _ in range(self.attempts - 1):
-            yield min(delay, MAX_DELAY_S) * (0.8 + 0.4 * random.random())
-            delay *= 2
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,27 +106,27 @@ def call(
             non-None result means the earlier attempt did take effect and is returned.
     """
     policy = policy or RetryPolicy.from_env()
-    delays = policy.delays()
     started = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            if attempt > 1 and before_retry is not None:
-                done = before_retry()
-                if done is not None:
-                    return done
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            pause = next(delays, None)
-            if pause is None:
-                raise CnaiError(
-                    f"MLflow at {store}: {what} failed after {attempt} attempt(s) over "
-                    f"{time.monotonic() - started:.1f}s: {first_line(exc)}"
-                ) from exc
-            time.sleep(pause)
+
+    def give_up(exc: BaseException, attempts: int) -> CnaiError:
+        return CnaiError(
+            f"MLflow at {store}: {what} failed after {attempts} attempt(s) over "
+            f"{time.monotonic() - started:.1f}s: {first_line(exc)}"
+        )
+
+    tries = 0
+
+    def attempt() -> T:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and before_retry is not None:
+            done = before_retry()
+            if done is not None:
+                return done
+        return fn()
+
+    retrying = mlflow_policy(policy.attempts, policy.first_delay_s, is_transient, give_up)
+    return retrying(attempt)
 
 
 @contextmanager

@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 SPLIT_CODES = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
 """Split name -> code stored by :func:`cnai.splits.assign_splits`."""
 
-READ_GROUP_BYTES = 8 << 20
+READ_GROUP_BYTES = 2 << 20
 """About how much decoded data one direct read returns: feature columns are read in
-groups this size, so each group is cast while it is still in the CPU cache (one
-whole file at once decodes to far more than the cache holds)."""
+groups this size, so each group is cast while it is still in the CPU's own cache
+(one whole file at once decodes to far more than the cache holds). 2 MB took about
+10% less CPU than 8 MB for the same load on this project's 2-core machine, and no
+more than 1 MB or 512 KB (docs/performance.md)."""
 
 Part = tuple[int, "pa.RecordBatch | pa.Table"]
 """``(first row within the piece, columns)``: some columns of some rows of a piece."""
@@ -291,9 +293,10 @@ class _PartitionReader:
     by the reading threads.
     """
 
-    def __init__(self, settings: Settings, plan: DataPlan) -> None:
+    def __init__(self, settings: Settings, plan: DataPlan, decode_threads: bool = True) -> None:
         from cnai.catalog import arrow_schema
 
+        self.decode_threads = decode_threads  # may one read also use Arrow's thread pool
         self.plan = plan
         self.settings = settings
         self.spec = settings.with_table(plan.table).dataset
@@ -378,7 +381,9 @@ class _PartitionReader:
                 offset += rows
 
             def read(names: list[str]) -> pa.Table:
-                data = parquet.read_row_groups(groups, columns=names, use_threads=True)
+                data = parquet.read_row_groups(
+                    groups, columns=names, use_threads=self.decode_threads
+                )
                 data = data.slice(piece.start - first, piece.stop - piece.start)
                 want = pa.schema([self.target.field(name) for name in names])
                 return data if data.schema == want else data.cast(want, safe=True)
@@ -474,10 +479,12 @@ def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays
 
     filled: list[int] = []
     if pieces:
-        reader = _PartitionReader(settings, plan)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # Two threads a core: one decoding while another casts (measured best on 2 cores).
         threads = max(1, min(len(pieces), 2 * (cpus or 1), 8))
+        # With a piece per core or more, the pool keeps every core busy; a read that
+        # also fanned its columns out to Arrow's pool would only add hand-offs.
+        reader = _PartitionReader(settings, plan, decode_threads=threads < (cpus or 1))
         with ThreadPoolExecutor(threads, thread_name_prefix="cnai-read") as pool:
             filled = list(pool.map(fill, range(len(pieces)), map(reader.parts, pieces)))
     if any(f < p.stop - p.start for f, p in zip(filled, pieces, strict=True)):

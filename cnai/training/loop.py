@@ -13,7 +13,6 @@ One implementation, so a hyperparameter the tune step found with
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import numpy as np
 
 from cnai.config import DatasetSpec
 from cnai.errors import UsageError
+from cnai.resolve import resolve_callable
 
 if TYPE_CHECKING:
     import torch
@@ -147,17 +147,7 @@ class DistributedCollective(Collective):
 
 def resolve_factory(name: str) -> Callable[..., Any]:
     """The callable named ``module:function``; UsageError when it cannot be found."""
-    module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"model factory {name!r}: expected module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"model factory {name!r}: cannot import {module_name} ({exc})") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise UsageError(f"model factory {name!r}: {module_name} has no function {attr!r}")
-    return factory
+    return resolve_callable(name, what="model factory")
 
 
 def build_model(config: TrainConfig, spec: DatasetSpec) -> nn.Module:

@@ -17,7 +17,6 @@ process through :class:`TrialListener` callbacks, never in the trial workers.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cnai.resolve import resolve_callable
 from cnai.tuning.spec import TRIAL_METRICS, Experiment, Objective
 
 if TYPE_CHECKING:
@@ -128,9 +128,7 @@ class Outcome:
 def _resolve(ref: str | Callable[..., Any]) -> Callable[..., Any]:
     if callable(ref):
         return ref
-    module, _, name = ref.partition(":")
-    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return function
+    return resolve_callable(ref, what="trial function")
 
 
 def _trainable(

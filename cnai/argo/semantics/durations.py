@@ -7,7 +7,8 @@
 
 Hand-written because no Python library parses Go durations with Go's exact rules (sign,
 fractions, ``µs``/``μs``, int64 nanosecond overflow); the algorithm follows the published
-behaviour and is checked against Go's own test table (tests/data/go_parse_duration.json).
+behaviour and is checked against Go's own test table
+(tests/data/conformance/go_parse_duration.json).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from cnai.cli.pipelineopt import add_pipeline_option, selected_pipeline
 
 if TYPE_CHECKING:
+    from cnai.argo.pipeline import Pipeline
     from cnai.cli.main import Context
 
 
@@ -80,7 +81,26 @@ def finish(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    """Handler: compile (or read ``--file``), run, summarize."""
+    """Handler: compile (or read ``--file``), run, summarize.
+
+    For a project pipeline the task zygote starts as soon as the pipeline is resolved
+    (its ``preload``), so that its imports run while this process compiles the template
+    and reads git (see cnai.engine.zygote).
+    """
+    from cnai.engine.zygote import start_zygote
+
+    pipeline = None if args.file else selected_pipeline(args, ctx)
+    zygote = None if args.cold or pipeline is None else start_zygote(list(pipeline.preload))
+    try:
+        return _run(args, ctx, pipeline, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _run(
+    args: argparse.Namespace, ctx: Context, pipeline: Pipeline | None, zygote: Any
+) -> dict[str, Any]:
     from cnai.argo.platform import platform_for
     from cnai.engine.compiled import compiled_template
     from cnai.engine.limits import limits_for
@@ -93,7 +113,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     settings = ctx.settings
     parameters = parse_parameters(args.parameters)
     limits = limits_for(settings)
-    if args.file:
+    if pipeline is None:
         path = Path(args.file)
         try:
             with open(path, "rb") as handle:  # bounded: --file /dev/zero must not hang
@@ -105,7 +125,6 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             raise UsageError(f"--file {path}: not UTF-8 text ({exc.reason})") from None
         doc, preload, source = load_document(text, f"--file {path}", limits), [], str(path)
     else:
-        pipeline = selected_pipeline(args, ctx)
         text = compiled_template(pipeline, platform_for(settings), settings.runs_dir)
         doc = load_document(text, pipeline.name, limits)
         preload, source = list(pipeline.preload), pipeline.name
@@ -125,5 +144,6 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         preload=preload,
         warm=not args.cold,
         source=source,
+        zygote=zygote,
     )
     return finish(record)
