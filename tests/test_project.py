@@ -445,3 +445,14 @@ def test_chart_configmap_carries_the_project_config() -> None:
 
     configmap = next(o for o in render_chart() if o["kind"] == "ConfigMap")
     assert configmap["data"]["CNAI_PROJECT_CONFIG"] == (REPO / "cnai.yaml").read_text()
+
+
+def test_gateway_pipeline_option_picks_the_sensor_of_that_pipeline(tmp_path: Path) -> None:
+    """``--pipeline score`` evaluates the Sensor submitting cnai-score; a pipeline no
+    Sensor submits is exit 2 naming it."""
+    home = ["--home", str(tmp_path / "home")]
+    project = make_project(tmp_path / "proj")
+    events = ["events", "serve", "--insecure", "--events-dir", str(REPO / "events")]
+    result = cnai([*home, *events, "--pipeline", "tiny", "--port", "0"], project)
+    assert result.returncode == 2, result.stderr
+    assert "expected one Sensor submitting WorkflowTemplate 'tiny-flow', found 0" in result.stderr

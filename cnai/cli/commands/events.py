@@ -80,7 +80,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--launcher",
         help="command that starts a run, given -p NAME=VALUE... --run-id ID --json "
-        "(default: cnai --home HOME run)",
+        "(default: cnai --home HOME run --pipeline NAME, NAME the project pipeline whose "
+        "WorkflowTemplate the Sensor's trigger submits)",
+    )
+    serve.add_argument(
+        "--pipeline",
+        metavar="REF",
+        help="evaluate the Sensor that submits this project pipeline's WorkflowTemplate "
+        "(a [tool.cnai] pipelines name or module:object; default: the first Sensor by file "
+        "name)",
     )
     serve.add_argument(
         "-p",
@@ -159,7 +167,12 @@ def _spec(args: argparse.Namespace, config: dict[str, Any]) -> EventsSpec:
     from cnai.events.spec import load_spec
 
     folder = args.events_dir or config.get("dir")
-    return load_spec(Path(folder) if folder else None)
+    template = None
+    if getattr(args, "pipeline", None):
+        from cnai.project import find_project, resolve_pipeline
+
+        template = resolve_pipeline(args.pipeline, find_project()).name
+    return load_spec(Path(folder) if folder else None, template)
 
 
 def _github_port(spec: EventsSpec) -> int:
