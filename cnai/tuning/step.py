@@ -43,7 +43,16 @@ def check_objective(spec: Any, dataset: DatasetSpec) -> None:
 
 
 def default_experiment() -> Path:
-    """Path of the default Experiment spec."""
+    """Path of the default Experiment spec: the project's
+    ``pipelines/experiments/retrain.yaml`` when it has one (``steps``/``pipelines`` are
+    not installed with cnai, so the image finds it in /app), else DEFAULT_EXPERIMENT."""
+    from cnai.project import find_project
+
+    project = find_project()
+    if project is not None:
+        candidate = project.root / "pipelines" / "experiments" / "retrain.yaml"
+        if candidate.is_file():
+            return candidate
     return DEFAULT_EXPERIMENT
 
 

@@ -24,7 +24,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "(default: <home>/landing; when it is empty, the configured dataset.sample "
         "function writes sample data there, else it is an error)",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.set_defaults(handler=run)
 
 

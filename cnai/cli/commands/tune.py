@@ -26,7 +26,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="Katib Experiment YAML (default: pipelines/experiments/retrain.yaml)",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.add_argument(
         "--snapshot-id", type=int, help="snapshot to train on (default: the current one)"
     )
@@ -49,7 +51,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: export the spec, or run the tune step with the context's settings."""
     if args.export_katib:
-        return export(args)
+        return export(args, ctx)
     if args.image or args.namespace:
         from cnai.errors import UsageError
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     )
 
 
-def export(args: argparse.Namespace) -> dict[str, Any]:
+def export(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Write the Katib Experiment resource; returns what was written."""
     from cnai.errors import UsageError
     from cnai.tuning.katib import DEFAULT_IMAGE, dump, export_katib
@@ -78,7 +80,10 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
         parse_table_identifier(table)
     image = args.image or spec.trial_args.image or DEFAULT_IMAGE
-    resource = export_katib(spec, image, args.namespace, table, snapshot_id)
+    from cnai.argo.platform import platform_for
+
+    platform = platform_for(ctx.settings)
+    resource = export_katib(spec, image, args.namespace, table, snapshot_id, platform)
     out = Path(args.export_katib)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
