@@ -569,8 +569,6 @@ def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> Dataset
     if not raw:
         return spec
     features = _features(raw.get("features", list(spec.features)), path, max_features)
-    if not features:
-        raise _fail(path, "dataset.features", "must name at least one column")
     feature_type = _text(raw.get("feature_type", spec.feature_type), path, "dataset.feature_type")
     if feature_type not in FEATURE_TYPES:
         raise _fail(path, "dataset.feature_type", f"must be one of {', '.join(FEATURE_TYPES)}")
@@ -583,6 +581,29 @@ def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> Dataset
     classes = _classes(raw.get("classes", list(spec.classes)), path, label_type)
     if "classes" in raw and not classes:
         raise _fail(path, "dataset.classes", "must list at least one class (or be left out)")
+    table = _text(raw.get("table", spec.table), path, "dataset.table")
+    parse_table_identifier(table)
+    if "features" in raw and not features:
+        raise _fail(path, "dataset.features", "must name at least one column")
+    # No features declared (a section naming only, say, the table): no shape either;
+    # the steps that need the contract refuse it (DatasetSpec.require).
+    shape = _shape(raw, features, path) if features or "feature_shape" in raw else ()
+    return DatasetSpec(
+        table=table,
+        features=features,
+        feature_type=feature_type,
+        label=label,
+        label_type=label_type,
+        classes=classes,
+        key=_texts(raw.get("key", list(spec.key)), path, "dataset.key"),
+        feature_shape=shape,
+        split_fractions=_fractions(raw.get("split_fractions", list(spec.split_fractions)), path),
+        sample=_reference(raw.get("sample"), path, "dataset.sample"),
+    )
+
+
+def _shape(raw: dict[str, Any], features: tuple[str, ...], path: Path) -> tuple[int, ...]:
+    """``dataset.feature_shape`` (default ``[1, len(features)]``), checked against the features."""
     raw_shape = raw.get("feature_shape", [1, len(features)])
     if not isinstance(raw_shape, (list, tuple)) or not raw_shape:
         raise _fail(path, "dataset.feature_shape", f"must be a list of integers, got {raw_shape!r}")
@@ -596,20 +617,7 @@ def _dataset_spec(raw: dict[str, Any], path: Path, max_features: int) -> Dataset
             "dataset.feature_shape",
             f"{list(shape)} holds {size} values but {len(features)} features are declared",
         )
-    table = _text(raw.get("table", spec.table), path, "dataset.table")
-    parse_table_identifier(table)
-    return DatasetSpec(
-        table=table,
-        features=features,
-        feature_type=feature_type,
-        label=label,
-        label_type=label_type,
-        classes=classes,
-        key=_texts(raw.get("key", list(spec.key)), path, "dataset.key"),
-        feature_shape=shape,
-        split_fractions=_fractions(raw.get("split_fractions", list(spec.split_fractions)), path),
-        sample=_reference(raw.get("sample"), path, "dataset.sample"),
-    )
+    return shape
 
 
 def _reference(value: Any, path: Path, field_name: str) -> str | None:

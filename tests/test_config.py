@@ -52,7 +52,11 @@ def test_environment_overrides_file(tmp_home: Path) -> None:
     [
         ("mlflow:\n  trackin_uri: x\n", "unknown field mlflow.trackin_uri"),
         ("dataset:\n  feature_type: text\n", "dataset.feature_type must be one of"),
-        ("dataset:\n  feature_shape: [2, 2]\n", "holds 4 values but 64 features"),
+        (
+            "dataset:\n  features: {prefix: p, count: 64}\n  feature_shape: [2, 2]\n",
+            "holds 4 values but 64 features",
+        ),
+        ("dataset:\n  features: []\n", "dataset.features must name at least one column"),
         ("dataset:\n  table: nodot\n", "NAMESPACE.NAME"),
         ("- a\n- b\n", "config must be a mapping"),
     ],
