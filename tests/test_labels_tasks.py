@@ -310,3 +310,51 @@ def test_a_tuning_objective_the_task_does_not_report_is_refused(tmp_home: Path) 
         check_objective(spec, dataset)
     spec.objective.metric = "val_rmse"
     check_objective(spec, dataset)
+
+
+# --- frictions 4 and 8: how failures and reruns read -------------------------------------------
+
+
+def test_a_contract_violation_inside_cnai_run_fails_at_once_with_the_contract_message(
+    tmp_path: Path,
+) -> None:
+    """Friction 4: bad input is not retried; the run's message is the contract message."""
+    import json
+
+    bad = tmp_path / "bad.parquet"
+    frame = pd.DataFrame({f"pixel_{i}": np.zeros(4) for i in range(63)})  # pixel_63 missing
+    frame["label"] = 1
+    frame.to_parquet(bad)
+    home = tmp_path / "home"
+    result = run_cli(["--json", "run", "-p", f"source={bad}", "--run-id", "bad-input"], home)
+    assert result.returncode == 2, result.stderr[-2000:]
+    summary = result.json()
+    assert summary["phase"] == "Failed"
+    assert "column 'pixel_63': missing (rule: required columns present)" in summary["message"]
+    record = json.loads((home / "runs" / "bad-input" / "run.json").read_text())
+    ingest = next(t for t in record["tasks"] if t["id"] == "ingest")
+    assert ingest["attempts"] == 1 and ingest["exit_code"] == 2
+
+
+def test_a_skipped_rerun_does_not_say_promoted() -> None:
+    """Friction 8: the model an earlier run registered is reported as reused, not promoted."""
+    import json
+
+    from cnai.engine.summary import render, summarize
+
+    recorded = {"name": "m", "version": "3", "promoted": True}
+    record = {
+        "run_id": "again",
+        "phase": "Succeeded",
+        "tasks": [
+            {
+                "id": "ingest",
+                "phase": "Succeeded",
+                "outputs": {"parameters": {"model": json.dumps(recorded)}},
+            },
+            {"id": "register", "phase": "Skipped"},
+        ],
+    }
+    summary = summarize(record)
+    assert summary["model"] == {"name": "m", "version": "3", "promoted": False, "reused": True}
+    assert "champion" not in render(summary)

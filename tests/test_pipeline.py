@@ -207,7 +207,12 @@ def test_run_rerun_kill_and_retry(tmp_path: Path, ray_address: str) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     summary = first.json()
     assert summary["phase"] == "Succeeded"
-    assert summary["model"] == {"name": "digits-classifier", "version": "1", "promoted": True}
+    assert summary["model"] == {
+        "name": "digits-classifier",
+        "version": "1",
+        "promoted": True,
+        "reused": False,
+    }
     assert {t["name"]: t["phase"] for t in summary["tasks"]} == {
         "ingest": "Succeeded",
         "tune": "Succeeded",
@@ -224,6 +229,8 @@ def test_run_rerun_kill_and_retry(tmp_path: Path, ray_address: str) -> None:
     again = {t["name"]: t for t in second.json()["tasks"]}
     assert all(again[n]["skipped"] for n in ("tune", "train", "register"))
     assert second.json()["model"]["version"] == "1"
+    # A skipped rerun promoted nothing (friction 8): it reuses what an earlier run registered.
+    assert second.json()["model"]["promoted"] is False and second.json()["model"]["reused"]
 
     # New training parameters: tune is memoized (its key did not change), train runs;
     # the engine is killed with SIGKILL while training, then `cnai runs retry` finishes.

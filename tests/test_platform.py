@@ -148,7 +148,7 @@ def test_up_run_and_the_champion_is_served_by_the_platforms_server(platform: Pla
 
     summary = platform.first_run
     assert summary["phase"] == "Succeeded"
-    assert summary["model"] == {"name": MODEL, "version": "1", "promoted": True}
+    assert summary["model"] == {"name": MODEL, "version": "1", "promoted": True, "reused": False}
 
     import mlflow
     import mlflow.pyfunc

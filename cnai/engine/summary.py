@@ -2,8 +2,10 @@
 
 The summary lists every task (phase, memoized, skipped, duration, outputs) and, when
 the pipeline registers a model, the model: the ``register`` task's outputs
-(``model_name``, ``version``, ``promoted``), else the ``model`` JSON an ``ingest`` task
-recorded when it found nothing new to train on. Pipelines without those tasks get
+(``model_name``, ``version``, ``promoted``, ``reused: false``), else the ``model`` JSON an
+``ingest`` task recorded when it found nothing new to train on: that version was
+registered by an earlier run, so this run promoted nothing (``promoted: false``,
+``reused: true``). Pipelines without those tasks get
 ``"model": null``.
 """
 
@@ -37,6 +39,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
             "name": out.get("model_name"),
             "version": out.get("version"),
             "promoted": out.get("promoted") == "true",
+            "reused": False,
         }
     else:
         ingest = by_task.get("ingest")
@@ -46,7 +49,8 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
             model = {
                 "name": recorded.get("name"),
                 "version": recorded.get("version"),
-                "promoted": bool(recorded.get("promoted")),
+                "promoted": False,  # an earlier run registered it; this one changed nothing
+                "reused": True,
             }
     return {
         "run_id": record["run_id"],
@@ -72,6 +76,9 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"  {task['name']:<16} {task['phase']:<10} {seconds:>7.1f}s {note}")
     model = summary.get("model")
     if model:
-        state = "champion" if model["promoted"] else "not promoted"
+        if model.get("reused"):
+            state = "registered by an earlier run; nothing new to train on"
+        else:
+            state = "champion" if model["promoted"] else "not promoted"
         lines.append(f"model {model['name']} version {model['version']} ({state})")
     return "\n".join(lines)
