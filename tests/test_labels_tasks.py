@@ -358,3 +358,26 @@ def test_a_skipped_rerun_does_not_say_promoted() -> None:
     summary = summarize(record)
     assert summary["model"] == {"name": "m", "version": "3", "promoted": False, "reused": True}
     assert "champion" not in render(summary)
+
+
+def test_the_model_card_of_a_regression_names_its_task_and_objective() -> None:
+    from cnai.registry.card import CardInput, render
+    from cnai.registry.gate import Decision
+    from cnai.registry.lineage import Lineage
+
+    card = CardInput(
+        model_name="reg-model",
+        version="2",
+        lineage=Lineage("r1", None, "t.reg", 7, "abc"),
+        metrics={"test_rmse": 0.1},
+        run_metrics={},
+        params={},
+        decision=Decision(True, "no champion yet; test_rmse 0.1000"),
+        champion_version="2",
+        features=2,
+        task="regression",
+        objective="test_rmse",
+    )
+    text = render(card)
+    assert "(regression)" in text and "one value per row" in text
+    assert "one metric (test_rmse)" in text and "classes" not in text

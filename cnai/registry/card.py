@@ -45,6 +45,10 @@ class CardInput:
     """Class labels the model predicts."""
     features: int = 0
     """Number of feature columns."""
+    task: str = "classification"
+    """``model.task``: what the model predicts (a class label or a number)."""
+    objective: str = "test_accuracy"
+    """The metric the gate compared."""
 
 
 def _table(rows: list[tuple[str, Any]]) -> list[str]:
@@ -109,16 +113,23 @@ def render(card: CardInput) -> str:
         "",
         "## Intended use",
         "",
-        f"Classifying rows of `{lin.table}` ({card.features} numeric feature columns) into "
-        f"one of the classes {list(card.classes)}. Load it with "
-        f'`mlflow.pyfunc.load_model("models:/{card.model_name}/{card.version}")` and call '
-        "`predict` on a DataFrame of the feature columns; it returns one class label per row.",
+        (
+            f"Predicting the numeric target of rows of `{lin.table}` ({card.features} numeric "
+            "feature columns) (regression). Load it with "
+            if card.task == "regression"
+            else f"Classifying rows of `{lin.table}` ({card.features} numeric feature columns) "
+            f"into one of the classes {list(card.classes)}. Load it with "
+        )
+        + f'`mlflow.pyfunc.load_model("models:/{card.model_name}/{card.version}")` and call '
+        "`predict` on a DataFrame of the feature columns; it returns one "
+        + ("value" if card.task == "regression" else "class label")
+        + " per row.",
         "",
         "## Limitations",
         "",
         "- Evaluated only on the held-out split of the snapshot above; accuracy on data "
         "drawn from another distribution (other writers, scanners, preprocessing) is unknown.",
-        "- The gate compares one metric (test accuracy) on one split; it does not check "
+        f"- The gate compares one metric ({card.objective}) on one split; it does not check "
         "calibration, per-class accuracy, latency or fairness across groups.",
         "- Inputs must have the training feature scale and column order; no input "
         "validation beyond the logged signature is done.",

@@ -248,6 +248,8 @@ class _Registrar:
             champion_version=str(champion_after) if champion_after else None,
             classes=self.settings.dataset.classes,
             features=len(self.settings.dataset.features),
+            task=self.settings.dataset.task,
+            objective=self.objective.metric,
         )
         path = card_path(self.name, str(version))
         self._call(
