@@ -31,7 +31,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--min-delta",
         type=float,
         default=0.0,
-        help="test accuracy the candidate must gain over the champion to replace it "
+        help="how much the candidate must improve the gate's metric (test accuracy; test "
+        "RMSE for model.task regression) over the champion to replace it "
         "(default 0.0; ties keep the champion)",
     )
     parser.set_defaults(handler=run, render=render)
