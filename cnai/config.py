@@ -20,6 +20,7 @@ from, in increasing priority:
      ``<checkpoint root>/tune`` when the checkpoint root is a URI (shared by every Ray
      pod), else ``<home>/tune``
    - ``CNAI_MODEL_FACTORY``: ``module:function`` building the model
+   - ``CNAI_TUNE_EXPERIMENT``: the default Katib Experiment spec (``tune.experiment``)
    - ``RAY_ADDRESS``: an existing Ray cluster to use instead of a local one
    - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
    - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
@@ -124,6 +125,10 @@ class Settings:
     """``module:function`` returning the model (see steps/models.py)."""
     ray_address: str | None
     """Address of an existing Ray cluster; None starts (or reuses) a local one."""
+    tune_experiment: str | None = None
+    """The Katib Experiment spec ``cnai tune`` and the pipeline use by default
+    (``tune.experiment``; a relative path in a config file is relative to that file's
+    folder, the project root for a project's ``cnai.yaml``); None: none configured."""
     sections: dict[str, Any] = field(default_factory=dict)
     """Raw config-file sections owned by other modules (``events``, ``pipeline``, ``tune``,
     ``engine``)."""
@@ -157,6 +162,8 @@ class Settings:
             "CNAI_TUNE_STORAGE_PATH": self.tune_storage_path,
             "CNAI_MODEL_FACTORY": self.model_factory,
         }
+        if self.tune_experiment:
+            out["CNAI_TUNE_EXPERIMENT"] = self.tune_experiment
         for key, value in self.catalog_properties.items():
             out[_property_to_env(key)] = value
         if self.mlflow_registry_uri:
@@ -279,7 +286,7 @@ def load_settings(
     )
 
     train = _section(raw, "train", {"model_factory", "checkpoint_root"}, config_path)
-    tune = _section(raw, "tune", {"storage_path"}, config_path)
+    tune = _section(raw, "tune", {"storage_path", "experiment"}, config_path)
     checkpoint_root = str(
         env.get("CNAI_CHECKPOINT_ROOT") or train.get("checkpoint_root") or (root / "checkpoints")
     )
@@ -314,6 +321,8 @@ def load_settings(
             env.get("CNAI_MODEL_FACTORY") or train.get("model_factory") or DEFAULT_MODEL_FACTORY
         ),
         ray_address=env.get("RAY_ADDRESS") or ray.get("address") or None,
+        tune_experiment=env.get("CNAI_TUNE_EXPERIMENT")
+        or _relative_path(tune.get("experiment"), config_path, "tune.experiment"),
         sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune", "engine"}},
     )
 
@@ -329,6 +338,15 @@ _DATASET_KEYS = {
     "feature_shape",
     "split_fractions",
 }
+
+
+def _relative_path(value: Any, path: Path, field_name: str) -> str | None:
+    """A path field of the config file at ``path``: relative ones are relative to its
+    folder (the project root for a project's ``cnai.yaml``); None when unset."""
+    if value is None:
+        return None
+    text = _text(value, path, field_name)
+    return str(path.parent / text) if not Path(text).is_absolute() else text
 
 
 def _read_config(path: Path, limit: int) -> dict[str, Any]:

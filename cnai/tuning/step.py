@@ -1,10 +1,11 @@
 """Tune step: a Katib ``Experiment`` spec executed by Ray Tune, recorded in MLflow.
 
-The spec (default ``pipelines/experiments/retrain.yaml``) is validated against
-the supported Katib subset (see docs/tuning.md), the table's snapshot is pinned
-so every trial sees the same rows, and the trials run on Ray Tune through the
-train step's ``run_trial`` code path, one worker per trial. The experiment is one
-MLflow parent run with a nested run per trial, ``best_params.json`` and plots.
+The spec (default: the configuration's ``tune.experiment``) is validated against the
+supported Katib subset and the hyperparameters the training loop and the configured
+model factory declare (see docs/tuning.md, :mod:`cnai.training.hparams`), the table's
+snapshot is pinned so every trial sees the same rows, and the trials run on Ray Tune
+through the train step's ``run_trial`` code path, one worker per trial. The experiment
+is one MLflow parent run with a nested run per trial, ``best_params.json`` and plots.
 """
 
 from __future__ import annotations
@@ -17,25 +18,54 @@ from cnai.config import Settings, load_settings
 from cnai.errors import CnaiError
 from cnai.progress import Progress
 
-DEFAULT_EXPERIMENT = (
-    Path(__file__).resolve().parents[2] / "pipelines" / "experiments" / "retrain.yaml"
-)
-"""The spec ``cnai tune`` and the pipeline use unless given another.
-
-TODO(issue 13): the default experiment comes from the project's configuration."""
+LEGACY_EXPERIMENT = Path("pipelines") / "experiments" / "retrain.yaml"
+"""Where the default spec is looked for, under the current folder, when the
+configuration sets no ``tune.experiment`` (the reference project's layout)."""
 
 
-def default_experiment() -> Path:
-    """Path of the default Experiment spec."""
-    return DEFAULT_EXPERIMENT
+_SOURCE_CHECKOUT = Path(__file__).resolve().parents[2]
+# TODO(issue 13, lead): drop this fallback once the repository's cnai.yaml (layer
+# branch) sets tune.experiment: pipelines/experiments/retrain.yaml.
 
 
-def load(experiment: str | os.PathLike[str] | None = None) -> Any:
-    """The validated :class:`~cnai.tuning.spec.Experiment` at ``experiment`` (or the default)."""
-    from cnai.training.step import HYPERPARAMETERS
+def default_experiment(settings: Settings | None = None) -> Path:
+    """Path of the default Experiment spec: the configuration's ``tune.experiment``,
+    else ``pipelines/experiments/retrain.yaml`` under the current folder (or, for now,
+    the cnai source checkout's) when it exists.
+
+    UsageError when neither is there (give ``--experiment`` or set ``tune.experiment``).
+    """
+    from cnai.errors import UsageError
+
+    settings = settings or load_settings()
+    if settings.tune_experiment:
+        return Path(settings.tune_experiment)
+    for candidate in (LEGACY_EXPERIMENT, _SOURCE_CHECKOUT / LEGACY_EXPERIMENT):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UsageError(
+        "no experiment: give --experiment FILE or set tune.experiment in the configuration"
+    )
+
+
+def load(experiment: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Any:
+    """The validated :class:`~cnai.tuning.spec.Experiment` at ``experiment`` (or the default).
+
+    Its parameters must be hyperparameters of the training loop or of the configured
+    model factory (:func:`cnai.training.hparams.hyperparameters`): a spec searching a
+    name the factory does not declare is refused here (UsageError naming the factory),
+    before any trial runs.
+    """
+    from cnai.training.hparams import hyperparameters, types_of
     from cnai.tuning.spec import load_experiment
 
-    return load_experiment(experiment or default_experiment(), HYPERPARAMETERS)
+    settings = settings or load_settings()
+    declared = types_of(hyperparameters(settings))
+    return load_experiment(
+        experiment or default_experiment(settings),
+        declared,
+        owner=f"the training loop or model factory {settings.model_factory}",
+    )
 
 
 def fixed_args(
@@ -68,7 +98,8 @@ def tune(
 
     Args:
         experiment: path of a Katib ``kubeflow.org/v1beta1`` Experiment YAML;
-            default: ``pipelines/experiments/retrain.yaml``.
+            default: the configuration's ``tune.experiment`` (see
+            :func:`default_experiment`).
         table: ``NS.NAME`` to train on; default: the configured table.
         snapshot_id: snapshot to train on; default: the current one (pinned at start).
         settings: stores and dataset; default: resolved from the environment.
@@ -108,7 +139,7 @@ def tune(
 
     settings = settings or load_settings()
     progress = progress or Progress()
-    spec = load(experiment)
+    spec = load(experiment, settings)
     table, snapshot_id = fixed_args(spec, table, snapshot_id)
     scoped = settings.with_table(table)
     iceberg = load_table(scoped, scoped.dataset.table)

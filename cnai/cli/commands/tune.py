@@ -24,7 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--experiment",
         metavar="FILE",
-        help="Katib Experiment YAML (default: pipelines/experiments/retrain.yaml)",
+        help="Katib Experiment YAML (default: the configuration's tune.experiment)",
     )
     parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
     parser.add_argument(
@@ -49,7 +49,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: export the spec, or run the tune step with the context's settings."""
     if args.export_katib:
-        return export(args)
+        return export(args, ctx)
     if args.image or args.namespace:
         from cnai.errors import UsageError
 
@@ -65,13 +65,13 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     )
 
 
-def export(args: argparse.Namespace) -> dict[str, Any]:
+def export(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Write the Katib Experiment resource; returns what was written."""
     from cnai.errors import UsageError
     from cnai.tuning.katib import DEFAULT_IMAGE, dump, export_katib
     from cnai.tuning.step import fixed_args, load
 
-    spec = load(args.experiment)
+    spec = load(args.experiment, ctx.settings)
     table, snapshot_id = fixed_args(spec, args.table, args.snapshot_id)
     if table:
         from cnai.config import parse_table_identifier
