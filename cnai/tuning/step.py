@@ -116,6 +116,9 @@ def tune(
         CnaiError: more than maxFailedTrialCount trials failed, or none produced
             an objective (exit 1); ``data`` holds the same summary.
     """
+    settings = settings or load_settings()
+    progress = progress or Progress()
+    spec = load(experiment, settings)  # a bad spec fails here, before any heavy import
     from mlflow import MlflowClient
 
     from cnai.catalog import data_version, load_table, snapshot_at
@@ -137,9 +140,6 @@ def tune(
         run_experiment,
     )
 
-    settings = settings or load_settings()
-    progress = progress or Progress()
-    spec = load(experiment, settings)
     table, snapshot_id = fixed_args(spec, table, snapshot_id)
     scoped = settings.with_table(table)
     iceberg = load_table(scoped, scoped.dataset.table)
