@@ -25,14 +25,18 @@ RUN apt-get update \
 ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
 
 WORKDIR /app
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml README.md cnai.yaml ./
 COPY cnai cnai
 COPY steps steps
 COPY pipelines pipelines
+# pip installs the cnai library only; the project (pyproject.toml [tool.cnai],
+# cnai.yaml, steps/, pipelines/) stays in /app: cnai finds it from the working
+# folder, and PYTHONPATH makes its modules importable from any folder (Ray workers).
+ENV PYTHONPATH=/app
 # Every dependency at the version pinned in constraints.txt (torch: the CPU build).
 RUN pip install "pip==26.3" \
     && pip install -c constraints.txt $TORCH_SOURCE . \
-    && python -c "import cnai, steps, pipelines, hera, ray, torch"
+    && cd / && python -c "import cnai, steps, pipelines, hera, ray, torch"
 
 USER 1000:1000
 # Argo runs `python -m hera.workflows.runner ...`; KubeRay runs the RayJob entrypoint.

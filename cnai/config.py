@@ -4,8 +4,11 @@ All infrastructure choices live here, never in step code. Settings are resolved
 from, in increasing priority:
 
 1. built-in embedded defaults under the home folder (SQLite catalog, SQLite MLflow),
-2. a YAML config file: ``$CNAI_CONFIG`` or ``<home>/config.yaml`` when present,
-3. environment variables (what a Kubernetes ConfigMap/Secret injects):
+2. the project's configuration: ``$CNAI_PROJECT_CONFIG`` (the YAML text itself, as the
+   pipeline chart's ConfigMap carries it into every pod) when set, else the file named
+   by ``[tool.cnai] config`` of the project (see :mod:`cnai.project`),
+3. a YAML config file: ``$CNAI_CONFIG`` or ``<home>/config.yaml`` when present,
+4. environment variables (what a Kubernetes ConfigMap/Secret injects):
 
    - ``CNAI_HOME``: the home folder (default ``./.cnai``, or, when the current folder
      is not writable, ``~/.cnai``, else ``<temp dir>/cnai-<uid>``: see :func:`default_home`)
@@ -25,8 +28,19 @@ from, in increasing priority:
    - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
    - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
 
-Every value of the file is type-checked: a wrong type is a UsageError (exit 2)
-naming the field (``dataset.classes``) and the rule, never a raw Python error.
+The two files (2 and 3) have the same schema and are layered *by section*: each
+top-level section (``dataset``, ``train``, ``catalog``, ``pipeline``, ...) is taken
+whole from the highest-priority file that has it, its absent keys from the built-in
+defaults. A section is one unit on purpose: a home ``config.yaml`` whose ``dataset``
+declares other features does not inherit the project's ``feature_shape`` or
+``classes`` for the old ones. So a project's ``cnai.yaml`` declares its dataset
+contract and model, a home ``config.yaml`` its stores (``catalog``, ``mlflow``), and
+each wins where it speaks; a single value is overridden with an environment variable
+(``CNAI_TABLE``, ...). Both files are bounded by ``CNAI_CONFIG_MAX_BYTES``.
+
+Every value of the files is type-checked: a wrong type is a UsageError (exit 2)
+naming the file the section came from, the field (``dataset.classes``) and the rule,
+never a raw Python error.
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -253,9 +267,12 @@ def load_settings(
     if env.get("CNAI_CONFIG") and not config_path.exists():
         raise UsageError(f"CNAI_CONFIG {config_path}: file not found")
     limit = env_int(env, "CNAI_CONFIG_MAX_BYTES", DEFAULT_CONFIG_MAX_BYTES)
-    raw = _read_config(config_path, limit) if config_path.exists() else {}
+    layers = [_project_layer(env, limit)]
+    if config_path.exists():
+        layers.append((config_path, _read_config(config_path, limit)))
+    raw, where = _merge_layers(layers, config_path)
 
-    catalog = _section(raw, "catalog", {"name", "properties"}, config_path)
+    catalog = _section(raw, "catalog", {"name", "properties"}, where("catalog"))
     catalog_name = str(env.get("CNAI_CATALOG_NAME") or catalog.get("name") or DEFAULT_CATALOG_NAME)
     props: dict[str, str] = {
         "type": "sql",
@@ -264,14 +281,15 @@ def load_settings(
     }
     file_props = catalog.get("properties") or {}
     if not isinstance(file_props, dict):
-        raise UsageError(f"{config_path}: catalog.properties must be a mapping")
+        raise UsageError(f"{where('catalog')}: catalog.properties must be a mapping")
     if file_props:
         props = {str(k): str(v) for k, v in file_props.items()}
     for key, value in env.items():
         if key.startswith("CNAI_CATALOG__"):
             props[_env_to_property(key)] = value
 
-    mlflow = _section(raw, "mlflow", {"tracking_uri", "registry_uri", "artifact_root"}, config_path)
+    mlflow_keys = {"tracking_uri", "registry_uri", "artifact_root"}
+    mlflow = _section(raw, "mlflow", mlflow_keys, where("mlflow"))
     tracking = (
         env.get("CNAI_MLFLOW_TRACKING_URI")
         or mlflow.get("tracking_uri")
@@ -285,18 +303,18 @@ def load_settings(
         or (root / "mlflow" / "artifacts").as_uri()
     )
 
-    train = _section(raw, "train", {"model_factory", "checkpoint_root"}, config_path)
-    tune = _section(raw, "tune", {"storage_path", "experiment"}, config_path)
+    train = _section(raw, "train", {"model_factory", "checkpoint_root"}, where("train"))
+    tune = _section(raw, "tune", {"storage_path", "experiment"}, where("tune"))
     checkpoint_root = str(
         env.get("CNAI_CHECKPOINT_ROOT") or train.get("checkpoint_root") or (root / "checkpoints")
     )
-    ray = _section(raw, "ray", {"address"}, config_path)
+    ray = _section(raw, "ray", {"address"}, where("ray"))
     dataset = _dataset_spec(
-        _section(raw, "dataset", _DATASET_KEYS, config_path),
-        config_path,
+        _section(raw, "dataset", _DATASET_KEYS, where("dataset")),
+        where("dataset"),
         env_int(env, "CNAI_MAX_FEATURES", DEFAULT_MAX_FEATURES),
     )
-    _check_events(raw.get("events"), config_path)
+    _check_events(raw.get("events"), where("events"))
     if env.get("CNAI_TABLE"):
         parse_table_identifier(env["CNAI_TABLE"])
         dataset = replace(dataset, table=env["CNAI_TABLE"])
@@ -322,7 +340,7 @@ def load_settings(
         ),
         ray_address=env.get("RAY_ADDRESS") or ray.get("address") or None,
         tune_experiment=env.get("CNAI_TUNE_EXPERIMENT")
-        or _relative_path(tune.get("experiment"), config_path, "tune.experiment"),
+        or _relative_path(tune.get("experiment"), where("tune"), "tune.experiment", env),
         sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune", "engine"}},
     )
 
@@ -340,13 +358,54 @@ _DATASET_KEYS = {
 }
 
 
-def _relative_path(value: Any, path: Path, field_name: str) -> str | None:
+def _relative_path(value: Any, path: Path, field_name: str, env: Mapping[str, str]) -> str | None:
     """A path field of the config file at ``path``: relative ones are relative to its
-    folder (the project root for a project's ``cnai.yaml``); None when unset."""
+    folder (the project root for a project's ``cnai.yaml``; for ``$CNAI_PROJECT_CONFIG``,
+    the project found from the current folder, else the current folder); None when unset.
+    """
     if value is None:
         return None
     text = _text(value, path, field_name)
-    return str(path.parent / text) if not Path(text).is_absolute() else text
+    if Path(text).is_absolute():
+        return text
+    if str(path) == f"${PROJECT_CONFIG_ENV}":
+        from cnai.project import find_project
+
+        project = find_project(environ=env)
+        return str((project.root if project else Path.cwd()) / text)
+    return str(path.parent / text)
+
+
+PROJECT_CONFIG_ENV = "CNAI_PROJECT_CONFIG"
+"""Environment variable holding the project configuration's YAML text (set in pods)."""
+
+
+def _project_layer(env: Mapping[str, str], limit: int) -> tuple[Path, dict[str, Any]]:
+    """``(where, mapping)`` of the project configuration; an empty mapping when none."""
+    text = env.get(PROJECT_CONFIG_ENV)
+    if text:
+        where = Path(f"${PROJECT_CONFIG_ENV}")
+        return where, _parse_config(text.encode("utf-8"), where, limit)
+    from cnai.project import find_project
+
+    project = find_project(environ=env)
+    if project is None or project.config is None:
+        return Path("(no project config)"), {}
+    return project.config, _read_config(project.config, limit)
+
+
+def _merge_layers(
+    layers: list[tuple[Path, dict[str, Any]]], fallback: Path
+) -> tuple[dict[str, Any], Callable[[str], Path]]:
+    """The layered mapping (each section from the last layer that has it) and, per
+    section, the file errors name (``fallback``, the home config path, when none has it).
+    """
+    merged: dict[str, Any] = {}
+    owner: dict[str, Path] = {}
+    for path, data in layers:
+        for section, value in data.items():
+            merged[section], owner[section] = value, path
+    return merged, lambda section: owner.get(section, fallback)
 
 
 def _read_config(path: Path, limit: int) -> dict[str, Any]:
@@ -356,6 +415,11 @@ def _read_config(path: Path, limit: int) -> dict[str, Any]:
             blob = handle.read(limit + 1)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    return _parse_config(blob, path, limit)
+
+
+def _parse_config(blob: bytes, path: Path, limit: int) -> dict[str, Any]:
+    """The config mapping of ``blob`` (read from ``path``), its sections checked."""
     if len(blob) > limit:
         raise UsageError(
             f"{path}: config is larger than {limit:,} bytes (limit set by CNAI_CONFIG_MAX_BYTES)"

@@ -41,8 +41,8 @@ SCRIPT_PATH = "/argo/staging/script"
 RUN_AS = 1000
 """uid/gid of the image's user and of the templates' securityContext."""
 CODE_FOLDERS = ("cnai", "steps", "pipelines")
-"""What the Dockerfile copies into /app (besides constraints.txt, pyproject.toml, README.md)."""
-CODE_FILES = ("constraints.txt", "pyproject.toml", "README.md")
+"""What the Dockerfile copies into /app (besides the CODE_FILES)."""
+CODE_FILES = ("constraints.txt", "pyproject.toml", "README.md", "cnai.yaml")
 
 SECRET_TEST_VALUES: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "test-access-key",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_bad_config_section_names_the_key(tmp_home: Path) -> None:
     result = run_cli(["ingest", "--json"], tmp_home)
     assert result.returncode == 2
     assert "catalgo" in result.stderr
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["exit_code"] == 2  # --json: an object on failure too
 
 
 def test_missing_option_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

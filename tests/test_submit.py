@@ -221,8 +221,8 @@ def test_submit_honours_argo_secure_false_for_a_host_port_server(
 
 
 def test_submit_server_defaults_follow_the_platform_and_the_argo_cli() -> None:
+    from cnai.argo.submit import resolve_server
     from cnai.errors import UsageError
-    from pipelines.submit import resolve_server
 
     assert resolve_server(None, None, None) == "http://localhost:2746"
     assert resolve_server(None, "argo:2746", None) == "https://argo:2746"

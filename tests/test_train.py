@@ -7,6 +7,7 @@ runtime (RAY_ADDRESS), so it exercises exactly what a user or a pipeline pod run
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -212,5 +213,5 @@ def test_empty_table_exits_2_without_a_run(tmp_home: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "cnai: error: table cnai.digits: is empty (no snapshot yet; run `cnai ingest`)"
     )
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["exit_code"] == 2  # --json: an object on failure too
     assert not (tmp_home / "mlflow").exists()

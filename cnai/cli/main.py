@@ -3,7 +3,10 @@
 Conventions shared by every command:
 
 - ``--home DIR`` (env ``CNAI_HOME``, default ``./.cnai``) holds all local state;
-- ``--json`` prints exactly one JSON object on stdout when done;
+- ``--json`` prints exactly one JSON object on stdout when done, a failure too
+  (``{"error": message, "exit_code": n}``, added to the failure's own data if any);
+- the project (``[tool.cnai]`` of the nearest pyproject.toml, or ``$CNAI_PROJECT``,
+  see :mod:`cnai.project`) has its root put first on ``sys.path``;
 - exit 0 on success, 2 on bad input or usage (one line on stderr naming the input
   and the rule broken), 1 on a runtime failure;
 - progress goes to stderr: rich on a TTY, plain lines otherwise.
@@ -28,6 +31,7 @@ from cnai.cli import commands
 from cnai.config import Settings, check_home, load_settings, resolve_home
 from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
+from cnai.project import Project, activate, find_project
 
 Handler = Callable[[argparse.Namespace, "Context"], "dict[str, Any] | None"]
 
@@ -43,6 +47,16 @@ class Context:
     progress: Progress
     """Where to report progress (stderr)."""
     _settings: Settings | None = field(default=None, repr=False)
+    _project: tuple[Project | None] | None = field(default=None, repr=False)
+
+    @property
+    def project(self) -> Project | None:
+        """The project (``$CNAI_PROJECT`` or found above the current folder), activated."""
+        if self._project is None:
+            found = find_project()
+            activate(found)
+            self._project = (found,)
+        return self._project[0]
 
     @property
     def settings(self) -> Settings:
@@ -117,6 +131,15 @@ def render_human(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def error_object(exc: CnaiError, message: str) -> dict[str, Any]:
+    """The ``--json`` object of a failed command: the error's own data (a run summary)
+    when it has some, with ``error`` and ``exit_code`` added; else just those two."""
+    data = dict(exc.data) if exc.data is not None else {}
+    data.setdefault("error", message)
+    data.setdefault("exit_code", exc.exit_code)
+    return data
+
+
 def _one_line(text: str) -> str:
     """``text`` with its lines joined by spaces (blank lines dropped)."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
@@ -140,14 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             json=want_json,
             progress=Progress(),
         )
+        ctx.project  # noqa: B018 - the project root goes on sys.path for every command
         handler: Handler = args.handler
         result = handler(args, ctx)
     except CnaiError as exc:
-        if want_json and exc.data is not None:
-            print(json.dumps(exc.data, default=str))
         # Runtime failures are one line even when a driver's message (SQLAlchemy,
         # psycopg2) spans several; usage errors may list several problems.
         message = str(exc) if exc.exit_code == 2 else _one_line(str(exc))
+        if want_json:
+            print(json.dumps(error_object(exc, message), default=str))
         print(f"cnai: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -178,7 +178,10 @@ def start_run(
     is written; a refused run leaves no record. ``zygote``: one started ahead by the
     caller (see :func:`cnai.engine.zygote.start_zygote`); the run uses and closes it.
     """
-    ensure_supported(doc, source)
+    from cnai.argo.platform import platform_for
+    from cnai.engine.spec import env_from_local
+
+    ensure_supported(doc, source, env_from_local(platform_for(settings)))
     options = _options(settings, doc, preload, warm, reuse, reuse_as_memoized, zygote)
     store = store_for(settings)
     name = (doc.get("metadata") or {}).get("name") or "workflow"

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection
 from typing import Any
 
 import yaml
 
+from cnai.argo.pipeline import Platform
 from cnai.argo.semantics.durations import parse_backoff_duration, parse_go_duration
 from cnai.engine.expr import REFERENCE, references
 from cnai.engine.limits import DEFAULT_LIMITS, EngineLimits
@@ -26,8 +28,15 @@ from cnai.errors import UsageError
 EXECUTED = "executed"
 CLUSTER_ONLY = "cluster-only"
 
-ENV_FROM_LOCAL = {"cnai-pipeline-config", "cnai-pipeline-secrets"}
-"""ConfigMap/Secret names whose keys the engine takes from the home's settings instead."""
+
+def env_from_local(platform: Platform) -> frozenset[str]:
+    """ConfigMap/Secret names whose keys the engine takes from the home's settings instead:
+    the ones the project's Platform (configuration section ``pipeline``) names."""
+    return frozenset({platform.config_map, platform.secret})
+
+
+DEFAULT_ENV_FROM = env_from_local(Platform())
+"""Those of the default Platform (a caller without settings)."""
 
 RETRY_POLICIES = {"Always", "OnFailure", "OnError"}
 
@@ -175,8 +184,12 @@ def _strings(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def check_supported(doc: dict[str, Any]) -> list[str]:
-    """Every field of a Workflow/WorkflowTemplate the engine would not honour, by path."""
+def check_supported(doc: dict[str, Any], env_from: Collection[str] = DEFAULT_ENV_FROM) -> list[str]:
+    """Every field of a Workflow/WorkflowTemplate the engine would not honour, by path.
+
+    ``env_from``: the ConfigMap/Secret names an ``envFrom`` may reference (see
+    :func:`env_from_local`).
+    """
     problems: list[str] = []
     if doc.get("kind") not in ("Workflow", "WorkflowTemplate"):
         return [f"kind: {doc.get('kind')!r} is not a Workflow or WorkflowTemplate"]
@@ -208,10 +221,11 @@ def check_supported(doc: dict[str, Any]) -> list[str]:
         process = template.get("script") or template.get("container") or {}
         for j, source in enumerate(process.get("envFrom") or []):
             ref = source.get("configMapRef") or source.get("secretRef") or {}
-            if ref.get("name") not in ENV_FROM_LOCAL:
+            if ref.get("name") not in env_from:
                 problems.append(
                     f"{where}.envFrom[{j}]: {ref.get('name')!r} has no local equivalent "
-                    f"(known: {', '.join(sorted(ENV_FROM_LOCAL))})"
+                    f"(known: {', '.join(sorted(env_from))}: the configuration's "
+                    "pipeline.config_map and pipeline.secret)"
                 )
         if "resource" in template:
             problems.extend(
@@ -383,9 +397,11 @@ def rayjob_head_env(manifest: dict[str, Any]) -> dict[str, str]:
     return {str(e["name"]): str(e.get("value", "")) for _, e in _rayjob_env_entries(manifest, "")}
 
 
-def ensure_supported(doc: dict[str, Any], source: str) -> None:
+def ensure_supported(
+    doc: dict[str, Any], source: str, env_from: Collection[str] = DEFAULT_ENV_FROM
+) -> None:
     """Raise UsageError listing every unsupported field of ``doc`` (from ``source``)."""
-    problems = check_supported(doc)
+    problems = check_supported(doc, env_from)
     if problems:
         listed = "; ".join(problems[:12]) + ("; ..." if len(problems) > 12 else "")
         raise UsageError(f"{source}: the local engine refuses to run it: {listed}")

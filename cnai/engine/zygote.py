@@ -179,12 +179,20 @@ def main() -> None:
 
 def task_base_env() -> dict[str, str]:
     """The environment every task process starts from: this one, less cnai's own settings
-    and the Ray/MLflow addresses (a task gets those from the run's settings)."""
-    return {
+    and the Ray/MLflow addresses (a task gets those from the run's settings), plus the
+    project's (:func:`cnai.project.task_env`: ``CNAI_PROJECT``, ``PYTHONPATH`` with the
+    project root first, and this process's ``CNAI_CONFIG``/``CNAI_PROJECT_CONFIG``), so
+    every task, the zygote and the local Ray runtime import the project's modules and
+    read the same configuration files as this process."""
+    from cnai.project import find_project, task_env
+
+    base = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("CNAI_") and k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")
     }
+    base.update(task_env(find_project()))
+    return base
 
 
 def start_zygote(preload: list[str]) -> Zygote:

@@ -48,9 +48,10 @@ RETRY_PAUSE = (0.2, 10.0)
 """First and longest pause between launch attempts after a transient error (seconds)."""
 
 
-def default_launcher(home: Path) -> list[str]:
-    """``python -m cnai --home HOME run``: the local engine."""
-    return [sys.executable, "-m", "cnai", "--home", str(home), "run"]
+def default_launcher(home: Path, pipeline: str | None = None) -> list[str]:
+    """``python -m cnai --home HOME run [--pipeline NAME]``: the local engine."""
+    argv = [sys.executable, "-m", "cnai", "--home", str(home), "run"]
+    return [*argv, "--pipeline", pipeline] if pipeline else argv
 
 
 def launcher_argv(launcher: Sequence[str], arguments: Mapping[str, str], run_id: str) -> list[str]:

@@ -377,7 +377,7 @@ class Gateway:
                     400, f"workflow argument {_storable(name)[:60]}: value {problem}"
                 )
         run = RunRecord(
-            id=new_run_id(),
+            id=new_run_id(self.config.spec.trigger.workflow_template),
             delivery_id=delivery_id,
             branch=arguments.get("git_branch") or "(default)",
             arguments=arguments,
@@ -563,9 +563,10 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
-def new_run_id() -> str:
-    """A Kubernetes-style name: ``cnai-retrain-`` and 8 random lowercase hex digits."""
-    return f"cnai-retrain-{secrets.token_hex(4)}"
+def new_run_id(template: str) -> str:
+    """A Kubernetes-style name: the trigger's WorkflowTemplate name, ``-`` and 8 random
+    lowercase hex digits (as Argo names a Workflow submitted with ``generateName``)."""
+    return f"{template}-{secrets.token_hex(4)}"
 
 
 def _id_header(route: Route) -> str:

@@ -49,7 +49,13 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 def default_events_dir() -> Path:
-    """``./events`` when it exists, else the ``events/`` folder next to the cnai package."""
+    """The project's ``events/`` folder (see :mod:`cnai.project`); without a project,
+    ``./events`` when it exists, else the ``events/`` folder next to the cnai package."""
+    from cnai.project import find_project
+
+    project = find_project()
+    if project is not None and (project.root / "events").is_dir():
+        return project.root / "events"
     here = Path.cwd() / "events"
     if (here / "sensor-retrain.yaml").exists():
         return here

@@ -87,13 +87,31 @@ def ensure_ray(settings: Settings) -> bool:
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
-            ray.init(address=address, **options)
+            ray.init(address=address, **options, **_project_runtime_env())
         else:
             ray.init(num_cpus=os.cpu_count() or 1, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"RAY_ADDRESS {address}" if address else "local Ray"
         raise CnaiError(f"{where}: cannot start or connect to Ray ({exc})") from exc
     return True
+
+
+def _project_runtime_env() -> dict[str, Any]:
+    """``runtime_env`` giving the workers of an existing cluster the project on their path.
+
+    A cluster this process did not start has workers with the cluster's environment,
+    not this process's ``PYTHONPATH``: without this, a model factory or step of the
+    project (``steps.models:digits_cnn``) would not import there. Nothing without a
+    project (a pod's image puts the project on ``PYTHONPATH`` itself).
+    """
+    from cnai.project import find_project
+
+    project = find_project()
+    if project is None:
+        return {}
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    path = os.pathsep.join(dict.fromkeys([str(project.root), *rest]))
+    return {"runtime_env": {"env_vars": {"PYTHONPATH": path}}}
 
 
 def cluster_gpus() -> float:

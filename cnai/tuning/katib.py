@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cnai.argo.pipeline import Platform
 from cnai.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
 DEFAULT_IMAGE = "ghcr.io/cnai-dev/cnai-pipeline:latest"
 """Pipeline image the trial Job runs (override with ``--image``)."""
 DEFAULT_NAMESPACE = "cnai"
-SERVICE_ACCOUNT = "cnai-pipeline"
-CONFIG_MAP = "cnai-pipeline-config"
-SECRET = "cnai-pipeline-secrets"
 CONTAINER = "training-container"
 TRIAL_COMMAND = ["python", "-m", "cnai.tuning.trial"]
 """The trial container's command (the hyperparameters follow as ``--hparam`` args)."""
@@ -83,8 +81,13 @@ def _parameter(parameter: Any) -> dict[str, Any]:
     return {"name": parameter.name, "parameterType": parameter.type, "feasibleSpace": space}
 
 
-def trial_job(image: str, args: list[str]) -> dict[str, Any]:
-    """The ``batch/v1`` Job one trial runs: non-root, bounded resources, settings from env."""
+def trial_job(image: str, args: list[str], platform: Platform | None = None) -> dict[str, Any]:
+    """The ``batch/v1`` Job one trial runs: non-root, bounded resources, settings from env.
+
+    Its ServiceAccount, uid and ``envFrom`` ConfigMap/Secret are the ``platform``'s
+    (the configuration's ``pipeline`` section; None: the defaults).
+    """
+    platform = platform or Platform()
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -96,13 +99,13 @@ def trial_job(image: str, args: list[str]) -> dict[str, Any]:
                     "annotations": {"sidecar.istio.io/inject": "false"},
                 },
                 "spec": {
-                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "serviceAccountName": platform.service_account,
                     "restartPolicy": "Never",
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                        "fsGroup": 1000,
+                        "runAsUser": platform.run_as,
+                        "runAsGroup": platform.run_as,
+                        "fsGroup": platform.run_as,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [
@@ -112,8 +115,8 @@ def trial_job(image: str, args: list[str]) -> dict[str, Any]:
                             "command": list(TRIAL_COMMAND),
                             "args": args,
                             "envFrom": [
-                                {"configMapRef": {"name": CONFIG_MAP}},
-                                {"secretRef": {"name": SECRET}},
+                                {"configMapRef": {"name": platform.config_map}},
+                                {"secretRef": {"name": platform.secret}},
                             ],
                             "env": [
                                 {"name": "CNAI_HOME", "value": "/tmp/cnai"},
@@ -144,8 +147,12 @@ def export_katib(
     namespace: str | None = None,
     table: str | None = None,
     snapshot_id: int | None = None,
+    platform: Platform | None = None,
 ) -> dict[str, Any]:
-    """The Katib Experiment custom resource running the same search on a cluster."""
+    """The Katib Experiment custom resource running the same search on a cluster.
+
+    ``platform``: whose ServiceAccount, uid and ConfigMap/Secret the trial Job uses.
+    """
     objective: dict[str, Any] = {
         "type": experiment.objective.type,
         "objectiveMetricName": experiment.objective.metric,
@@ -206,7 +213,7 @@ def export_katib(
             }
             for name, target in targets.items()
         ],
-        "trialSpec": trial_job(image, trial_args(targets, table, snapshot_id)),
+        "trialSpec": trial_job(image, trial_args(targets, table, snapshot_id), platform),
     }
     metadata_in = experiment.raw.get("metadata") or {}
     metadata: dict[str, Any] = {

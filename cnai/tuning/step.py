@@ -18,34 +18,21 @@ from cnai.config import Settings, load_settings
 from cnai.errors import CnaiError
 from cnai.progress import Progress
 
-LEGACY_EXPERIMENT = Path("pipelines") / "experiments" / "retrain.yaml"
-"""Where the default spec is looked for, under the current folder, when the
-configuration sets no ``tune.experiment`` (the reference project's layout)."""
-
-
-_SOURCE_CHECKOUT = Path(__file__).resolve().parents[2]
-# TODO(issue 13, lead): drop this fallback once the repository's cnai.yaml (layer
-# branch) sets tune.experiment: pipelines/experiments/retrain.yaml.
-
 
 def default_experiment(settings: Settings | None = None) -> Path:
-    """Path of the default Experiment spec: the configuration's ``tune.experiment``,
-    else ``pipelines/experiments/retrain.yaml`` under the current folder (or, for now,
-    the cnai source checkout's) when it exists.
+    """Path of the default Experiment spec: the configuration's ``tune.experiment``
+    (the reference project's ``cnai.yaml`` sets ``pipelines/experiments/retrain.yaml``).
 
-    UsageError when neither is there (give ``--experiment`` or set ``tune.experiment``).
+    UsageError when none is configured (give ``--experiment`` or set ``tune.experiment``).
     """
     from cnai.errors import UsageError
 
     settings = settings or load_settings()
-    if settings.tune_experiment:
-        return Path(settings.tune_experiment)
-    for candidate in (LEGACY_EXPERIMENT, _SOURCE_CHECKOUT / LEGACY_EXPERIMENT):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise UsageError(
-        "no experiment: give --experiment FILE or set tune.experiment in the configuration"
-    )
+    if not settings.tune_experiment:
+        raise UsageError(
+            "no experiment: give --experiment FILE or set tune.experiment in the configuration"
+        )
+    return Path(settings.tune_experiment)
 
 
 def load(experiment: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Any:

@@ -1,10 +1,12 @@
-"""``cnai compile``: write the pipeline's Argo manifests as YAML."""
+"""``cnai compile``: write a project pipeline's Argo manifests as YAML."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cnai.cli.pipelineopt import add_pipeline_option, selected_pipeline
 
 if TYPE_CHECKING:
     from cnai.cli.main import Context
@@ -15,11 +17,16 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "compile",
         parents=[common],
-        help="write the cnai-retrain WorkflowTemplate (Argo YAML) compiled from Hera",
+        help="write a pipeline's WorkflowTemplate (Argo YAML) compiled from Hera",
     )
+    add_pipeline_option(parser)
     parser.add_argument("--out", help="folder to write into (default: print to stdout)")
-    parser.add_argument("--image", help="pipeline image (default: ghcr.io/cnai-dev/cnai-pipeline)")
-    parser.add_argument("--tag", help="pipeline image tag (default: the cnai version)")
+    parser.add_argument(
+        "--image", help="pipeline image (default: the configuration's pipeline.image)"
+    )
+    parser.add_argument(
+        "--tag", help="pipeline image tag (default: the configuration's pipeline.tag)"
+    )
     parser.set_defaults(handler=run, render=_render)
 
 
@@ -31,12 +38,11 @@ def _render(data: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: compile and write (or print) every manifest."""
+    from cnai.argo.platform import platform_for, with_image
     from cnai.errors import UsageError
-    from pipelines.local import pipeline_options
-    from pipelines.retrain import compile_manifests
 
-    image, tag = pipeline_options(ctx.settings)
-    manifests = compile_manifests(args.image or image, args.tag or tag)
+    pipeline = selected_pipeline(args, ctx)
+    manifests = pipeline.manifests(with_image(platform_for(ctx.settings), args.image, args.tag))
     if not args.out:
         return {"yaml": "---\n".join(manifests.values()), "files": []}
     out = Path(args.out)

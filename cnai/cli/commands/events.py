@@ -80,7 +80,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--launcher",
         help="command that starts a run, given -p NAME=VALUE... --run-id ID --json "
-        "(default: cnai --home HOME run)",
+        "(default: cnai --home HOME run --pipeline NAME, NAME the project pipeline whose "
+        "WorkflowTemplate the Sensor's trigger submits)",
+    )
+    serve.add_argument(
+        "--pipeline",
+        metavar="REF",
+        help="evaluate the Sensor that submits this project pipeline's WorkflowTemplate "
+        "(a [tool.cnai] pipelines name or module:object; default: the first Sensor by file "
+        "name)",
     )
     serve.add_argument(
         "-p",
@@ -159,7 +167,12 @@ def _spec(args: argparse.Namespace, config: dict[str, Any]) -> EventsSpec:
     from cnai.events.spec import load_spec
 
     folder = args.events_dir or config.get("dir")
-    return load_spec(Path(folder) if folder else None)
+    template = None
+    if getattr(args, "pipeline", None):
+        from cnai.project import find_project, resolve_pipeline
+
+        template = resolve_pipeline(args.pipeline, find_project()).name
+    return load_spec(Path(folder) if folder else None, template)
 
 
 def _github_port(spec: EventsSpec) -> int:
@@ -175,6 +188,22 @@ def _parse_params(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--param {item!r}: expected NAME=VALUE")
         out[name] = value
     return out
+
+
+def _trigger_pipeline(template: str, ctx: Context) -> str:
+    """The project pipeline the Sensor's trigger submits (by WorkflowTemplate name)."""
+    from cnai.project import pipeline_for_template
+
+    project = ctx.project
+    name = pipeline_for_template(template, project)
+    if name is None:
+        where = f"the pipelines of {project.pyproject}" if project else "no project was found"
+        raise UsageError(
+            f"events: the Sensor's trigger submits WorkflowTemplate {template!r}, which is not "
+            f"the template of any project pipeline ({where}); add it to [tool.cnai] pipelines "
+            "or pass --launcher"
+        )
+    return name
 
 
 def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -203,7 +232,9 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     elif launcher_raw:
         launcher = shlex.split(str(launcher_raw))
     else:
-        launcher = default_launcher(ctx.home)
+        launcher = default_launcher(
+            ctx.home, _trigger_pipeline(spec.trigger.workflow_template, ctx)
+        )
     if not launcher:
         raise UsageError("--launcher: empty command")
     params = {str(k): str(v) for k, v in (config.get("params") or {}).items()}

@@ -23,7 +23,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="Parquet/CSV file or folder: path, file:// or s3:// URI "
         "(default: <home>/landing, seeded with the digits data set when empty)",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.set_defaults(handler=run)
 
 

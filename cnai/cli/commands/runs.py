@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from cnai.cli.commands.run import add_parameter_option
+from cnai.cli.pipelineopt import add_pipeline_option
 
 if TYPE_CHECKING:
     from cnai.cli.main import Context
@@ -33,6 +34,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "retry", parents=[common], help="rerun the failed tasks of a Failed/Error run in place"
     )
     retry.add_argument("run_id")
+    add_pipeline_option(retry)
     retry.set_defaults(handler=retry_run, render=_render_summary)
     resubmit = sub.add_parser(
         "resubmit", parents=[common], help="start a new run with the same spec and parameters"
@@ -42,14 +44,32 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--memoized", action="store_true", help="reuse the old run's successful tasks"
     )
     resubmit.add_argument("--run-id", dest="new_run_id", help="id for the new run")
+    add_pipeline_option(resubmit)
     add_parameter_option(resubmit)
     resubmit.set_defaults(handler=resubmit_run, render=_render_summary)
 
 
 def _render_summary(summary: dict[str, Any]) -> str:
-    from pipelines.local import render
+    from cnai.engine.summary import render
 
     return render(summary)
+
+
+def _preload(args: argparse.Namespace, ctx: Context) -> list[str]:
+    """What the zygote imports ahead of the tasks of the run being retried/resubmitted.
+
+    ``--pipeline`` when given; else the project pipeline whose WorkflowTemplate the run
+    was started from; else nothing (preloading only saves start-up time).
+    """
+    from cnai.cli.pipelineopt import selected_pipeline
+    from cnai.engine.runs import store_for
+    from cnai.project import pipeline_for_template, resolve_pipeline
+
+    if args.pipeline:
+        return list(selected_pipeline(args, ctx).preload)
+    template = str(store_for(ctx.settings).load(args.run_id).get("workflow_template") or "")
+    name = pipeline_for_template(template, ctx.project) if template else None
+    return list(resolve_pipeline(name, ctx.project).preload) if name else []
 
 
 def _render_list(data: dict[str, Any]) -> str:
@@ -87,7 +107,7 @@ def list_runs(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 def show_run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: one run's summary."""
     from cnai.engine.runs import mark_stale, store_for
-    from pipelines.local import summarize
+    from cnai.engine.summary import summarize
 
     record = mark_stale(ctx.settings, store_for(ctx.settings).load(args.run_id))
     return summarize(record)
@@ -109,9 +129,9 @@ def retry_run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from cnai.cli.commands.run import finish
     from cnai.engine.runs import retry_run as retry
     from cnai.engine.view import RunView
-    from pipelines.retrain import PRELOAD
 
-    record = retry(ctx.settings, args.run_id, view=RunView(), preload=PRELOAD)
+    preload = _preload(args, ctx)
+    record = retry(ctx.settings, args.run_id, view=RunView(), preload=preload)
     return finish(record)
 
 
@@ -121,8 +141,8 @@ def resubmit_run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from cnai.engine.runs import parse_parameters
     from cnai.engine.runs import resubmit_run as resubmit
     from cnai.engine.view import RunView
-    from pipelines.retrain import PRELOAD
 
+    preload = _preload(args, ctx)
     record = resubmit(
         ctx.settings,
         args.run_id,
@@ -130,6 +150,6 @@ def resubmit_run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         memoized=args.memoized,
         new_run_id=args.new_run_id,
         view=RunView(),
-        preload=PRELOAD,
+        preload=preload,
     )
     return finish(record)

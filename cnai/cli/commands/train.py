@@ -44,7 +44,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "train the configured model with PyTorch DDP on N Ray workers. Checkpoints every "
         "epoch and restarts from the last one if a worker dies. Logs one MLflow run.",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.add_argument("--snapshot-id", type=int, help="snapshot to train on (default: current)")
     parser.add_argument("--workers", type=int, default=2, help="DDP ranks (default 2)")
     parser.add_argument(

@@ -26,7 +26,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="Katib Experiment YAML (default: the configuration's tune.experiment)",
     )
-    parser.add_argument("--table", help="NAMESPACE.NAME (default: the configured cnai.digits)")
+    parser.add_argument(
+        "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
+    )
     parser.add_argument(
         "--snapshot-id", type=int, help="snapshot to train on (default: the current one)"
     )
@@ -78,7 +80,10 @@ def export(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
         parse_table_identifier(table)
     image = args.image or spec.trial_args.image or DEFAULT_IMAGE
-    resource = export_katib(spec, image, args.namespace, table, snapshot_id)
+    from cnai.argo.platform import platform_for
+
+    platform = platform_for(ctx.settings)
+    resource = export_katib(spec, image, args.namespace, table, snapshot_id, platform)
     out = Path(args.export_katib)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Create or update ``cnai-retrain`` on an Argo server and submit a Workflow from it.
+"""Create or update a pipeline's WorkflowTemplate on an Argo server; submit a run of it.
 
 Uses Hera's ``WorkflowsService`` (the Argo server's REST API): GET the template;
 PUT it (with the server's ``resourceVersion``) when it exists, else POST it; then
