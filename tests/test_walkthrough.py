@@ -150,11 +150,8 @@ def cnai(project: Path, home: Path, *args: str, timeout: float = 600) -> dict[st
     leaky = ("CNAI_", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RAY_ADDRESS", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if not k.startswith(leaky)}
     env["CNAI_HOME"] = str(home)
-    # TODO(issue 13, lead): once the layer branch (project discovery from
-    # [tool.cnai], the project root on sys.path) is merged, drop CNAI_CONFIG and
-    # PYTHONPATH: running from the project folder must find both by itself.
-    env["CNAI_CONFIG"] = str(project / "cnai.yaml")
-    env["PYTHONPATH"] = str(project)
+    # No CNAI_CONFIG, no PYTHONPATH: run from the project folder, cnai finds its
+    # [tool.cnai] table, layers its cnai.yaml and imports wine_models from its root.
     proc = subprocess.run(
         [sys.executable, "-m", "cnai", *args, "--json"],
         capture_output=True,
@@ -176,6 +173,17 @@ def test_wine_project_outside_the_repo_ingests_tunes_trains_and_registers(
     assert REPO not in root.parents
     project = make_project(root)
     home = root / "home"
+
+    # the reference project (steps/, pipelines/) is not importable from here
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('steps'))"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
 
     ingested = cnai(project, home, "ingest", "--source", "data/wine.csv")
     assert ingested["table"] == "wine.samples" and ingested["rows_added"] == 178
