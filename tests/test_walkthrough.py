@@ -44,6 +44,8 @@ requires-python = ">=3.11"
 
 [tool.cnai]
 config = "cnai.yaml"
+pipelines = { wine = "wine_pipeline:pipeline" }
+default-pipeline = "wine"
 """
 
 CNAI_YAML = f"""\
@@ -128,6 +130,94 @@ spec:
 """
 
 
+STEPS = """\
+\"\"\"The wine project's train step: the library's, with this model's hyperparameters.\"\"\"
+
+from typing import Any
+
+from cnai.training.step import train as train_model
+
+
+def train(
+    table: str, snapshot_id: int, hidden: int = 32, dropout: float = 0.1, epochs: int = 20
+) -> dict[str, Any]:
+    \"\"\"Train tabular_mlp on the ingested snapshot (one worker, batches of 16).\"\"\"
+    return train_model(
+        table,
+        snapshot_id,
+        workers=1,
+        epochs=epochs,
+        lr=0.03,
+        batch_size=16,
+        hidden=hidden,
+        dropout=dropout,
+    )
+"""
+
+PIPELINE = """\
+\"\"\"ingest -> train -> register for the wine project, built with cnai's kit.\"\"\"
+
+from typing import Any
+
+from cnai.argo import kit
+from cnai.argo.pipeline import Pipeline, Platform
+
+PARAMETERS = [
+    {"name": "source", "value": "", "description": "CSV/Parquet file or folder (absolute)"},
+    {"name": "hidden", "value": "32", "description": "hidden units of tabular_mlp"},
+    {"name": "dropout", "value": "0.1", "description": "dropout of tabular_mlp"},
+    {"name": "model_name", "value": "wine-classifier", "description": "registered model"},
+]
+
+
+def build(platform: Platform) -> Any:
+    \"\"\"The WorkflowTemplate ``wine-retrain``.\"\"\"
+    from hera.workflows import DAG
+
+    with kit.pipeline_template(
+        platform, "wine-retrain", entrypoint="main", parameters=PARAMETERS
+    ) as template:
+        ingest = kit.step_container(
+            platform,
+            "ingest",
+            "cnai.ingest:ingest",
+            ("source",),
+            outputs=("table", "snapshot_id"),
+        )
+        train = kit.step_container(
+            platform,
+            "train",
+            "wine_steps:train",
+            ("table", "snapshot_id", "hidden", "dropout"),
+            outputs=("run_id",),
+        )
+        register = kit.step_container(
+            platform,
+            "register",
+            "cnai.registry.register:register",
+            ("run_id", "model_name"),
+            outputs=("model_name", "version", "promoted"),
+        )
+        with DAG(name="main"):
+            t_ingest = ingest(name="ingest", arguments=kit.workflow_args(template, "source"))
+            t_train = train(
+                name="train",
+                arguments={n: kit.output(t_ingest, n) for n in ("table", "snapshot_id")}
+                | kit.workflow_args(template, "hidden", "dropout"),
+            )
+            t_register = register(
+                name="register",
+                arguments={"run_id": kit.output(t_train, "run_id")}
+                | kit.workflow_args(template, "model_name"),
+            )
+            t_ingest >> t_train >> t_register
+    return template
+
+
+pipeline = Pipeline(name="wine-retrain", build=build, description="ingest -> train -> register")
+"""
+
+
 def make_project(root: Path) -> Path:
     """The walkthrough's project folder under ``root`` (outside this repository)."""
     from sklearn.datasets import load_wine
@@ -138,6 +228,8 @@ def make_project(root: Path) -> Path:
     (project / "pyproject.toml").write_text(PYPROJECT)
     (project / "cnai.yaml").write_text(CNAI_YAML)
     (project / "wine_models.py").write_text(MODELS)
+    (project / "wine_steps.py").write_text(STEPS)
+    (project / "wine_pipeline.py").write_text(PIPELINE)
     (project / "experiments" / "wine.yaml").write_text(EXPERIMENT)
     frame = load_wine(as_frame=True).frame
     frame.columns = [*FEATURES, "cultivar"]
@@ -236,8 +328,34 @@ def test_wine_project_outside_the_repo_ingests_tunes_trains_and_registers(
     assert "channels" not in params
 
 
+@pytest.mark.slow
+def test_wine_project_runs_its_own_pipeline(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``cnai run`` from the project folder runs the project's default pipeline (its
+    own kit-built ingest -> train -> register) with the model's hyperparameters."""
+    root = tmp_path_factory.mktemp("outside")
+    project = make_project(root)
+    home = root / "home"
+    listed = cnai(project, home, "pipelines")
+    assert [p["name"] for p in listed["pipelines"]] == ["wine"]
+
+    source = project / "data" / "wine.csv"
+    run = cnai(project, home, "run", "-p", f"source={source}", "-p", "hidden=16")
+    assert run["phase"] == "Succeeded"
+    outputs = {t["name"]: t["outputs"] for t in run["tasks"]}
+    assert outputs["ingest"]["table"] == "wine.samples"
+    assert outputs["register"]["model_name"] == "wine-classifier"
+    assert outputs["register"]["version"] == "1"
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    params = client.get_run(outputs["train"]["run_id"]).data.params
+    assert params["hidden"] == "16" and params["dropout"] == "0.1"
+    assert params["model_factory"] == "wine_models:tabular_mlp"
+
+
 def test_walkthrough_doc_shows_the_tested_project() -> None:
     """The files docs/walkthrough.md shows are the ones this test runs."""
     doc = (REPO / "docs" / "walkthrough.md").read_text()
-    for text in (PYPROJECT, CNAI_YAML, EXPERIMENT, MODELS):
+    for text in (PYPROJECT, CNAI_YAML, EXPERIMENT, MODELS, STEPS, PIPELINE):
         assert textwrap.dedent(text).strip() in doc
