@@ -223,3 +223,31 @@ def test_entrypoint_passes_b64_hyperparameters_to_an_open_ended_step() -> None:
     assert call(f"{HERE}:record", [], encoded) == {"got": {"hidden": 48, "dropout": 0.2}}
     with pytest.raises(UsageError, match="has no parameter 'dropout'"):
         call(f"{HERE}:closed", [], encoded)
+
+
+def test_tune_experiment_in_the_project_config_text_is_relative_to_the_project(
+    tmp_path: Path,
+) -> None:
+    """In a pod the project's cnai.yaml arrives as $CNAI_PROJECT_CONFIG (no file)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.cnai]\n")
+    env = {
+        "CNAI_PROJECT": str(project),
+        "CNAI_PROJECT_CONFIG": yaml.safe_dump({"tune": {"experiment": "exp/search.yaml"}}),
+    }
+    settings = load_settings(tmp_path / "home", environ=env)
+    assert settings.tune_experiment == str(project.resolve() / "exp" / "search.yaml")
+    absolute = str(tmp_path / "elsewhere.yaml")
+    env["CNAI_TUNE_EXPERIMENT"] = absolute
+    assert load_settings(tmp_path / "home", environ=env).tune_experiment == absolute
+
+
+def test_without_a_configured_experiment_tune_asks_for_one(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from cnai.tuning.step import default_experiment
+
+    settings = replace(load_settings(tmp_path / "home", environ={}), tune_experiment=None)
+    with pytest.raises(UsageError, match=r"give --experiment FILE or set tune\.experiment"):
+        default_experiment(settings)
