@@ -14,6 +14,7 @@ where the PostgreSQL server binaries are absent.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -377,7 +378,7 @@ def test_up_without_postgres_binaries_says_how_to_get_them(
     monkeypatch.setattr(profile, "find_bin_dir", lambda: None)
     code = main(["--home", str(tmp_home), "--json", "platform", "up"])
     out, err = capsys.readouterr()
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["exit_code"] == 1  # --json: an object on failure too
     last = err.strip().splitlines()[-1]
     assert last.startswith("cnai: error: PostgreSQL server binaries (initdb, pg_ctl) not found")
     assert "apt-get install postgresql" in last and "CNAI_POSTGRES_BIN" in last

@@ -338,7 +338,7 @@ def test_unknown_run_and_run_without_model_are_usage_errors(
         line = err.strip()
         assert len(line.splitlines()) == 1
         assert run_id in line and expected in line
-        assert out == ""
+        assert json.loads(out)["exit_code"] == 2  # --json: an object on failure too
     assert store.client().search_model_versions(f"run_id = '{bare.info.run_id}'") == []
 
 
@@ -446,7 +446,7 @@ def test_unreachable_mlflow_fails_with_exit_1_after_bounded_retries(
     code = main(["--home", str(tmp_home), "register", "--run-id", "a" * 32, "--json"])
     elapsed = time.monotonic() - started
     out, err = capsys.readouterr()
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["exit_code"] == 1
     line = err.strip()
     assert len(line.splitlines()) == 1
     assert f"MLflow at http://127.0.0.1:{port}" in line and "after 3 attempt(s)" in line
