@@ -19,11 +19,10 @@ Incremental and idempotent per input snapshot:
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from cnai.config import ROW_HASH_COLUMN, Settings, load_settings
-from cnai.errors import CnaiError, UsageError
+from cnai.errors import UsageError
 from cnai.progress import Progress
 
 if TYPE_CHECKING:
@@ -42,8 +41,6 @@ PREDICTION_COLUMN = "prediction"
 """The model's output for the row."""
 LINEAGE_COLUMNS = ("model_name", "model_version", "input_snapshot_id")
 """Columns naming where each prediction came from."""
-COMMIT_ATTEMPTS = 5
-"""Attempts of the predictions commit against concurrent writers."""
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
@@ -231,6 +228,7 @@ def score(
     from pyiceberg.exceptions import CommitFailedException
 
     from cnai.catalog import load_table, open_catalog, snapshot_at
+    from cnai.retrying import commit_policy
 
     settings = settings or load_settings()
     progress = progress or Progress()
@@ -241,7 +239,9 @@ def score(
     out = predictions_table_name(name)
     catalog = open_catalog(settings)
     version = ""
-    for attempt in range(COMMIT_ATTEMPTS):
+
+    def attempt() -> dict[str, Any]:
+        nonlocal version
         predictions = catalog.load_table(out) if catalog.table_exists(out) else None
         scored = _scored_inputs(predictions) if predictions is not None else set()
         covered = _covered_by(source, snapshot, scored)
@@ -266,16 +266,16 @@ def score(
             INPUT_SNAPSHOT_PROPERTY: str(snapshot),
             MODEL_PROPERTY: f"{model_name}/{version}",
         }
-        try:
-            # One commit: the rows (their snapshot names its input) and the property.
-            with predictions.transaction() as tx:
-                if frame is not None:
-                    tx.append(frame, snapshot_properties=lineage)
-                tx.set_properties({LAST_SCORED_PROPERTY: str(snapshot)})
-        except CommitFailedException:
-            if attempt == COMMIT_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-            continue
+        # One commit: the rows (their snapshot names its input) and the property. A
+        # conflict re-reads what is scored and tries again (cnai.retrying.commit_policy).
+        with predictions.transaction() as tx:
+            if frame is not None:
+                tx.append(frame, snapshot_properties=lineage)
+            tx.set_properties({LAST_SCORED_PROPERTY: str(snapshot)})
         return _outcome(name, snapshot, model_name, version, rows.num_rows)
-    raise CnaiError(f"{out}: could not commit the predictions")  # pragma: no cover
+
+    def conflict(exc: BaseException) -> bool:
+        return isinstance(exc, CommitFailedException)
+
+    outcome: dict[str, Any] = commit_policy(conflict, give_up=lambda exc, _n: exc)(attempt)
+    return outcome

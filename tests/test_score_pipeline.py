@@ -208,3 +208,40 @@ def test_the_events_folder_lints_clean(tmp_home: Path) -> None:
 
     result = run_cli(["--json", "lint", str(REPO / "events")], tmp_home)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_predictions_commit_that_loses_a_race_is_retried_once_and_lands_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit goes through the one retry policy (cnai.retrying.commit_policy): a
+    conflict re-reads what is scored and commits again, and the rows land exactly once."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table import Transaction
+
+    from cnai.config import load_settings
+    from cnai.ingest import ingest
+    from cnai.progress import Progress
+    from cnai.scoring import score
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text(CONFIG)
+    settings = load_settings(home, environ={})
+    path = tmp_path / "part.parquet"
+    _rows(12, 3).to_parquet(path)
+    ingest(str(path), settings=settings, progress=Progress(quiet=True))
+    _register_champion(home)
+    real_commit = Transaction.commit_transaction
+    calls: list[int] = []
+
+    def lose_the_first_race(self: Transaction) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise CommitFailedException("another writer committed first")
+        return real_commit(self)
+
+    monkeypatch.setattr(Transaction, "commit_transaction", lose_the_first_race)
+    outcome = score(model_name=MODEL, settings=settings, progress=Progress(quiet=True))
+    assert outcome["rows_scored"] == 12 and len(calls) >= 2
+    assert _predictions(home).num_rows == 12
