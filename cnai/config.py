@@ -24,6 +24,7 @@ from, in increasing priority:
      pod), else ``<home>/tune``
    - ``CNAI_MODEL_FACTORY``: ``module:function`` building the model
    - ``CNAI_MODEL_NAME``: the registered model name (``model.name``)
+   - ``CNAI_TUNE_EXPERIMENT``: the default Katib Experiment spec (``tune.experiment``)
    - ``RAY_ADDRESS``: an existing Ray cluster to use instead of a local one
    - ``CNAI_CONFIG_MAX_BYTES``: the largest config file read (default 1 MiB)
    - ``CNAI_MAX_FEATURES``: the most feature columns a dataset may declare (default 100,000)
@@ -178,6 +179,10 @@ class Settings:
     """Address of an existing Ray cluster; None starts (or reuses) a local one."""
     model_name: str = DEFAULT_MODEL_NAME
     """Registered model name (``model.name``): what register, serve and score use."""
+    tune_experiment: str | None = None
+    """The Katib Experiment spec ``cnai tune`` and the pipeline use by default
+    (``tune.experiment``; a relative path in a config file is relative to that file's
+    folder, the project root for a project's ``cnai.yaml``); None: none configured."""
     sections: dict[str, Any] = field(default_factory=dict)
     """Raw config-file sections owned by other modules (``events``, ``pipeline``, ``tune``,
     ``engine``)."""
@@ -212,6 +217,8 @@ class Settings:
             "CNAI_MODEL_FACTORY": self.model_factory,
             "CNAI_MODEL_NAME": self.model_name,
         }
+        if self.tune_experiment:
+            out["CNAI_TUNE_EXPERIMENT"] = self.tune_experiment
         for key, value in self.catalog_properties.items():
             out[_property_to_env(key)] = value
         if self.mlflow_registry_uri:
@@ -339,7 +346,7 @@ def load_settings(
     )
 
     train = _section(raw, "train", {"model_factory", "checkpoint_root"}, where("train"))
-    tune = _section(raw, "tune", {"storage_path"}, where("tune"))
+    tune = _section(raw, "tune", {"storage_path", "experiment"}, where("tune"))
     checkpoint_root = str(
         env.get("CNAI_CHECKPOINT_ROOT") or train.get("checkpoint_root") or (root / "checkpoints")
     )
@@ -377,6 +384,8 @@ def load_settings(
         ),
         ray_address=env.get("RAY_ADDRESS") or ray.get("address") or None,
         model_name=str(env.get("CNAI_MODEL_NAME") or model["name"]),
+        tune_experiment=env.get("CNAI_TUNE_EXPERIMENT")
+        or _relative_path(tune.get("experiment"), where("tune"), "tune.experiment", env),
         sections={k: v for k, v in raw.items() if k in {"events", "pipeline", "tune", "engine"}},
     )
 
@@ -393,6 +402,24 @@ _DATASET_KEYS = {
     "split_fractions",
     "sample",
 }
+
+
+def _relative_path(value: Any, path: Path, field_name: str, env: Mapping[str, str]) -> str | None:
+    """A path field of the config file at ``path``: relative ones are relative to its
+    folder (the project root for a project's ``cnai.yaml``; for ``$CNAI_PROJECT_CONFIG``,
+    the project found from the current folder, else the current folder); None when unset.
+    """
+    if value is None:
+        return None
+    text = _text(value, path, field_name)
+    if Path(text).is_absolute():
+        return text
+    if str(path) == f"${PROJECT_CONFIG_ENV}":
+        from cnai.project import find_project
+
+        project = find_project(environ=env)
+        return str((project.root if project else Path.cwd()) / text)
+    return str(path.parent / text)
 
 
 PROJECT_CONFIG_ENV = "CNAI_PROJECT_CONFIG"

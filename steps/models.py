@@ -3,7 +3,7 @@
 A factory is any importable function returning a ``torch.nn.Module`` that maps a
 float32 batch shaped ``(n, *DatasetSpec.feature_shape)`` to ``(n, len(classes))``
 logits. The train step calls it with the model hyperparameters it was given
-(those of :data:`steps.train.HYPERPARAMETERS` the factory accepts, see
+(the hyperparameters it declares, see :mod:`cnai.training.hparams` and
 :func:`cnai.training.loop.build_model`) plus ``input_shape`` and ``num_classes``
 when the factory accepts them. The module must be picklable (plain ``nn.Module``
 subclasses defined at module level are), since the model is logged to MLflow and

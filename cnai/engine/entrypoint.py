@@ -3,15 +3,15 @@
 ``python -m cnai.engine.entrypoint MODULE:FUNCTION [--param NAME=VALUE]...
 [--params-b64 B64JSON] [--result-key KEY] [--outputs-dir DIR]``
 
-String values are converted with the function's type hints (int, float, bool,
-optional types); ``--params-b64`` adds keyword arguments from URL-safe base64 of
-a JSON object (values that are unsafe in a shell command or YAML stay encoded on
-the way). Settings come from the environment (the ConfigMap/Secret in the
-cluster, the home's settings locally). The result dict is printed as JSON on
-stdout and, with ``--result-key``, stored in MLflow (:mod:`cnai.engine.results`);
-with ``--outputs-dir``, each top-level value is also written to ``DIR/<key>`` (the
-files an Argo container template's output parameters read, see
-:func:`cnai.argo.kit.container.step_container`).
+String values are converted with the function's type hints (int, float, bool, optional
+types); ``--params-b64`` adds keyword arguments from URL-safe base64 of a JSON object
+(values that are unsafe in a shell command or YAML stay encoded on the way; any name
+when the function takes ``**kwargs``). Settings come from the environment (the
+ConfigMap/Secret in the cluster, the home's settings locally). The result dict is
+printed as JSON on stdout and, with ``--result-key``, stored in MLflow
+(:mod:`cnai.engine.results`); with ``--outputs-dir``, each top-level value is also
+written to ``DIR/<key>`` (the files an Argo container template's output parameters read,
+see :func:`cnai.argo.kit.container.step_container`).
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]
     function = resolve(target)
     hints = typing.get_type_hints(function)
     signature = inspect.signature(function)
+    # A step taking **kwargs (the train step's declared hyperparameters) gets any
+    # further name from --params-b64; it checks them itself.
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     kwargs: dict[str, Any] = {}
     for pair in raw:
         name, sep, text = pair.partition("=")
@@ -86,7 +89,7 @@ def call(target: str, raw: Sequence[str], encoded: str | None) -> dict[str, Any]
             raise UsageError(f"--param {pair!r}: {target} has no parameter {name!r}")
         kwargs[name] = _convert(text, hints.get(name, str), name)
     for name, value in (decode_params(encoded) if encoded else {}).items():
-        if name not in signature.parameters:
+        if name not in signature.parameters and not open_ended:
             raise UsageError(f"--params-b64: {target} has no parameter {name!r}")
         kwargs[name] = value
     result = function(**kwargs)

@@ -10,52 +10,56 @@ tags and the model. See docs/training.md.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from cnai.config import Settings, load_settings
+from cnai.config import DEFAULT_MODEL_FACTORY, Settings, load_settings
 from cnai.progress import Progress
+from cnai.training.hparams import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    LOOP_HYPERPARAMETERS,
+    check,
+    hyperparameters,
+    types_of,
+)
 from cnai.training.loop import TRAINING_KEYS, TrainConfig
 from cnai.training.trial import Report, run_single
 
-DEFAULT_EPOCHS = 15
-DEFAULT_LR = 0.003
-DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_RESTARTS = 2
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LR",
+    "DEFAULT_MAX_RESTARTS",
+    "make_config",
+    "run_trial",
+    "train",
+]
 
-HYPERPARAMETERS: dict[str, type] = {
-    "epochs": int,
-    "lr": float,
-    "batch_size": int,
-    "weight_decay": float,
-    "channels": int,
-    "hidden": int,
-    "dropout": float,
-}
-"""Every hyperparameter the tune step may search: name -> Python type.
 
-``epochs``, ``lr``, ``batch_size`` (global) and ``weight_decay`` drive the loop;
-``channels``, ``hidden`` and ``dropout`` go to the model factory (the default
-``steps.models:digits_cnn`` accepts them).
-"""
+def __getattr__(name: str) -> Any:
+    """``HYPERPARAMETERS``: name -> type of the loop's and the *default* model factory's
+    hyperparameters (:data:`cnai.config.DEFAULT_MODEL_FACTORY`), computed on access.
+    The configured factory's are :func:`cnai.training.hparams.hyperparameters`."""
+    if name == "HYPERPARAMETERS":
+        return types_of(hyperparameters(factory=DEFAULT_MODEL_FACTORY))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_config(hparams: dict[str, Any], settings: Settings, seed: int = 0) -> TrainConfig:
-    """A TrainConfig from a hyperparameter dict (unset or None values keep defaults)."""
-    values = {k: v for k, v in hparams.items() if v is not None}
-    loop_args: dict[str, Any] = {
-        "epochs": DEFAULT_EPOCHS,
-        "lr": DEFAULT_LR,
-        "batch_size": DEFAULT_BATCH_SIZE,
-        "weight_decay": 0.0,
-    }
-    for key in TRAINING_KEYS:
-        if key in values:
-            loop_args[key] = HYPERPARAMETERS[key](values[key])
-    model_params = {
-        k: (HYPERPARAMETERS[k](v) if k in HYPERPARAMETERS else v)
-        for k, v in values.items()
-        if k not in TRAINING_KEYS
-    }
+    """A TrainConfig from a hyperparameter dict (unset or None values keep defaults).
+
+    Every name must be declared (the loop's or the configured factory's, see
+    :mod:`cnai.training.hparams`); values are converted to the declared types.
+    UsageError naming the factory otherwise.
+    """
+    declared = types_of(hyperparameters(settings))
+    values = check(hparams, declared, settings.model_factory, where="hyperparameter")
+    loop_args: dict[str, Any] = {key: default for key, (_, default) in LOOP_HYPERPARAMETERS.items()}
+    loop_args.update({k: v for k, v in values.items() if k in TRAINING_KEYS})
+    model_params = {k: v for k, v in values.items() if k not in TRAINING_KEYS}
     return TrainConfig(
         **loop_args,
         seed=seed,
@@ -92,9 +96,6 @@ def train(
     batch_size: int = DEFAULT_BATCH_SIZE,
     use_gpu: bool = False,
     weight_decay: float = 0.0,
-    channels: int | None = None,
-    hidden: int | None = None,
-    dropout: float | None = None,
     model_params: dict[str, Any] | None = None,
     seed: int = 0,
     max_restarts: int = DEFAULT_MAX_RESTARTS,
@@ -104,6 +105,7 @@ def train(
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    **hparams: Any,
 ) -> dict[str, Any]:
     """Train the configured model on the table at a snapshot with ``workers`` DDP ranks.
 
@@ -113,14 +115,19 @@ def train(
         workers: number of DDP ranks (Ray actors), at least 1.
         epochs, lr, batch_size, weight_decay: loop hyperparameters (batch is global).
         use_gpu: one GPU per worker and NCCL, when the Ray cluster has GPUs.
-        channels, hidden, dropout: model hyperparameters (None: the factory's default).
-        model_params: further keyword arguments for a custom model factory.
+        model_params: keyword arguments for the model factory that are not declared
+            hyperparameters (passed as given, not type-checked).
         seed: initialisation and shuffling seed.
         max_restarts: how many times a failed worker group is restarted from the
             last checkpoint before the step fails.
         git_sha, git_branch, trigger: provenance tags for the MLflow run.
         settings: stores and dataset; default: resolved from the environment.
         progress: where to report progress; default: plain lines on stderr.
+        hparams: the model factory's declared hyperparameters by name (see
+            :mod:`cnai.training.hparams`; None or absent: the factory's default). They
+            are keyword arguments so the RayJob entrypoint's ``--params-b64`` JSON
+            (the tuned parameters) reaches them by name; an undeclared name is a
+            UsageError naming the factory.
 
     Returns:
         ``{"run_id", "world_size", "backend", "epochs", "val_accuracy",
@@ -130,18 +137,24 @@ def train(
     from cnai.training.runner import TrainRequest, train_distributed
 
     settings = (settings or load_settings()).with_table(table)
-    hparams: dict[str, Any] = {
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "weight_decay": weight_decay,
-        "channels": channels,
-        "hidden": hidden,
-        "dropout": dropout,
-        **(model_params or {}),
-    }
+    declared = types_of(hyperparameters(settings))
+    extra = dict(model_params or {})
+    given = {k: extra.pop(k) for k in list(extra) if k in declared}
+    config = make_config(
+        {
+            **given,
+            **hparams,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "weight_decay": weight_decay,
+        },
+        settings,
+        seed=seed,
+    )
+    config = replace(config, model_params={**extra, **config.model_params})
     request = TrainRequest(
-        config=make_config(hparams, settings, seed=seed),
+        config=config,
         snapshot_id=snapshot_id,
         workers=workers,
         use_gpu=use_gpu,

@@ -298,8 +298,9 @@ class Experiment:
 class _Fields:
     """Error helper: raises UsageError as ``<source>: <path>: <problem>``."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, owner: str = "the train step") -> None:
         self.source = source
+        self.owner = owner
 
     def fail(self, path: str, problem: str) -> UsageError:
         return UsageError(f"{self.source}: {path}: {problem}")
@@ -351,9 +352,9 @@ class _Fields:
 
 
 def load_experiment(
-    path: str | os.PathLike[str], hyperparameters: Mapping[str, type]
+    path: str | os.PathLike[str], hyperparameters: Mapping[str, type], owner: str | None = None
 ) -> Experiment:
-    """Read and validate the Experiment YAML at ``path``."""
+    """Read and validate the Experiment YAML at ``path`` (see :func:`parse_experiment`)."""
     source = str(path)
     try:
         text = Path(path).read_text()
@@ -364,7 +365,7 @@ def load_experiment(
     except yaml.YAMLError as exc:
         problem = str(exc).replace("\n", " ")
         raise UsageError(f"{source}: not valid YAML: {problem}") from exc
-    return parse_experiment(data, hyperparameters, source=source)
+    return parse_experiment(data, hyperparameters, source=source, owner=owner)
 
 
 def parse_experiment(
@@ -372,16 +373,19 @@ def parse_experiment(
     hyperparameters: Mapping[str, type],
     source: str = "<experiment>",
     max_grid: int | None = None,
+    owner: str | None = None,
 ) -> Experiment:
     """Validate a Katib Experiment mapping against the supported subset.
 
     ``hyperparameters`` maps each train step hyperparameter name to its Python type
-    (:data:`cnai.training.step.HYPERPARAMETERS`); every search parameter must set one.
+    (the loop's and the model factory's, :func:`cnai.training.hparams.hyperparameters`);
+    every search parameter must set one, or the spec is refused naming ``owner`` (who
+    declares them, e.g. ``the training loop or model factory mymodels:mlp``).
     ``max_grid`` bounds the grid size and the values of any parameter cnai lists
     (default: ``CNAI_TUNE_MAX_GRID_POINTS``, else :data:`DEFAULT_MAX_GRID_POINTS`).
     """
     limit = max_grid_points() if max_grid is None else max_grid
-    f = _Fields(source)
+    f = _Fields(source, owner or "the train step")
     top = f.mapping(data, "", _TOP_KEYS)
     if top.get("apiVersion") != API_VERSION:
         raise f.fail("apiVersion", f"must be {API_VERSION}, got {top.get('apiVersion')!r}")
@@ -637,7 +641,7 @@ def _trial_template(
         if name not in hyperparameters:
             raise f.fail(
                 f"{item_path}.name",
-                f"{name!r} is not a hyperparameter of the train step "
+                f"{name!r} is not a hyperparameter of {f.owner} "
                 f"(known: {', '.join(sorted(hyperparameters))})",
             )
         if name in targets.values():
@@ -718,7 +722,7 @@ def _parameter(
         if name not in hyperparameters:
             raise f.fail(
                 f"{path}.name",
-                f"{name!r} is not a hyperparameter of the train step "
+                f"{name!r} is not a hyperparameter of {f.owner} "
                 f"(known: {', '.join(sorted(hyperparameters))}); "
                 "map it with spec.trialTemplate.trialParameters",
             )

@@ -1,10 +1,11 @@
 """Tune step: a Katib ``Experiment`` spec executed by Ray Tune, recorded in MLflow.
 
-The spec (default ``pipelines/experiments/retrain.yaml``) is validated against
-the supported Katib subset (see docs/tuning.md), the table's snapshot is pinned
-so every trial sees the same rows, and the trials run on Ray Tune through the
-train step's ``run_trial`` code path, one worker per trial. The experiment is one
-MLflow parent run with a nested run per trial, ``best_params.json`` and plots.
+The spec (default: the configuration's ``tune.experiment``) is validated against the
+supported Katib subset and the hyperparameters the training loop and the configured
+model factory declare (see docs/tuning.md, :mod:`cnai.training.hparams`), the table's
+snapshot is pinned so every trial sees the same rows, and the trials run on Ray Tune
+through the train step's ``run_trial`` code path, one worker per trial. The experiment
+is one MLflow parent run with a nested run per trial, ``best_params.json`` and plots.
 """
 
 from __future__ import annotations
@@ -17,12 +18,21 @@ from cnai.config import DatasetSpec, Settings, load_settings
 from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 
-DEFAULT_EXPERIMENT = (
-    Path(__file__).resolve().parents[2] / "pipelines" / "experiments" / "retrain.yaml"
-)
-"""The spec ``cnai tune`` and the pipeline use unless given another.
 
-TODO(issue 13): the default experiment comes from the project's configuration."""
+def default_experiment(settings: Settings | None = None) -> Path:
+    """Path of the default Experiment spec: the configuration's ``tune.experiment``
+    (the reference project's ``cnai.yaml`` sets ``pipelines/experiments/retrain.yaml``).
+
+    UsageError when none is configured (give ``--experiment`` or set ``tune.experiment``).
+    """
+    from cnai.errors import UsageError
+
+    settings = settings or load_settings()
+    if not settings.tune_experiment:
+        raise UsageError(
+            "no experiment: give --experiment FILE or set tune.experiment in the configuration"
+        )
+    return Path(settings.tune_experiment)
 
 
 TASK_METRICS = {"classification": "val_accuracy", "regression": "val_rmse"}
@@ -42,26 +52,27 @@ def check_objective(spec: Any, dataset: DatasetSpec) -> None:
         )
 
 
-def default_experiment() -> Path:
-    """Path of the default Experiment spec: the project's
-    ``pipelines/experiments/retrain.yaml`` when it has one (``steps``/``pipelines`` are
-    not installed with cnai, so the image finds it in /app), else DEFAULT_EXPERIMENT."""
-    from cnai.project import find_project
+def load(experiment: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Any:
+    """The validated :class:`~cnai.tuning.spec.Experiment` at ``experiment`` (or the default).
 
-    project = find_project()
-    if project is not None:
-        candidate = project.root / "pipelines" / "experiments" / "retrain.yaml"
-        if candidate.is_file():
-            return candidate
-    return DEFAULT_EXPERIMENT
-
-
-def load(experiment: str | os.PathLike[str] | None = None) -> Any:
-    """The validated :class:`~cnai.tuning.spec.Experiment` at ``experiment`` (or the default)."""
-    from cnai.training.step import HYPERPARAMETERS
+    Its objective must be a metric the task's trials report (:func:`check_objective`).
+    Its parameters must be hyperparameters of the training loop or of the configured
+    model factory (:func:`cnai.training.hparams.hyperparameters`): a spec searching a
+    name the factory does not declare is refused here (UsageError naming the factory),
+    before any trial runs.
+    """
+    from cnai.training.hparams import hyperparameters, types_of
     from cnai.tuning.spec import load_experiment
 
-    return load_experiment(experiment or default_experiment(), HYPERPARAMETERS)
+    settings = settings or load_settings()
+    declared = types_of(hyperparameters(settings))
+    spec = load_experiment(
+        experiment or default_experiment(settings),
+        declared,
+        owner=f"the training loop or model factory {settings.model_factory}",
+    )
+    check_objective(spec, settings.dataset)
+    return spec
 
 
 def fixed_args(
@@ -94,7 +105,8 @@ def tune(
 
     Args:
         experiment: path of a Katib ``kubeflow.org/v1beta1`` Experiment YAML;
-            default: ``pipelines/experiments/retrain.yaml``.
+            default: the configuration's ``tune.experiment`` (see
+            :func:`default_experiment`).
         table: ``NS.NAME`` to train on; default: the configured table.
         snapshot_id: snapshot to train on; default: the current one (pinned at start).
         settings: stores and dataset; default: resolved from the environment.
@@ -111,6 +123,9 @@ def tune(
         CnaiError: more than maxFailedTrialCount trials failed, or none produced
             an objective (exit 1); ``data`` holds the same summary.
     """
+    settings = settings or load_settings()
+    progress = progress or Progress()
+    spec = load(experiment, settings)  # a bad spec fails here, before any heavy import
     from mlflow import MlflowClient
 
     from cnai.catalog import data_version, load_table, snapshot_at
@@ -132,10 +147,6 @@ def tune(
         run_experiment,
     )
 
-    settings = settings or load_settings()
-    progress = progress or Progress()
-    spec = load(experiment)
-    check_objective(spec, settings.dataset)
     table, snapshot_id = fixed_args(spec, table, snapshot_id)
     scoped = settings.with_table(table)
     iceberg = load_table(scoped, scoped.dataset.table)

@@ -19,34 +19,19 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from cnai.errors import CnaiError, UsageError
+from cnai.errors import CnaiError
 
 
-def parse_hparams(items: Sequence[str], types: dict[str, type]) -> dict[str, Any]:
-    """``NAME=VALUE`` strings -> hyperparameters converted to the train step's types."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or name not in types:
-            raise UsageError(
-                f"--hparam {item!r}: expected NAME=VALUE with NAME one of {', '.join(types)}"
-            )
-        kind = types[name]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false"):
-                    raise ValueError(text)
-                out[name] = text.lower() == "true"
-            elif kind is int:
-                number = float(text)
-                if not number.is_integer():
-                    raise ValueError(text)
-                out[name] = int(number)
-            else:
-                out[name] = kind(text)
-        except ValueError:
-            raise UsageError(f"--hparam {item!r}: not a valid {kind.__name__}") from None
-    return out
+def parse_hparams(
+    items: Sequence[str], types: dict[str, type], factory: str = "the train step"
+) -> dict[str, Any]:
+    """``NAME=VALUE`` strings -> hyperparameters converted to their declared types.
+
+    ``types``: what the loop and ``factory`` declare (see :mod:`cnai.training.hparams`).
+    """
+    from cnai.training.hparams import parse_assignments
+
+    return parse_assignments(items, types, factory)
 
 
 def metrics_line(step: int, metrics: dict[str, float], when: datetime | None = None) -> str:
@@ -70,13 +55,16 @@ def run(
     parser.add_argument("--snapshot-id", type=int, default=None)
     args = parser.parse_args(argv)
     stream = out or sys.stdout
-    from cnai.training.step import HYPERPARAMETERS
+    from cnai.training.hparams import hyperparameters, types_of
 
+    settings = load_settings()
     if trial_fn is None:
         from cnai.training.step import run_trial
 
         trial_fn = run_trial
-    hparams = parse_hparams(args.hparam, HYPERPARAMETERS)
+    hparams = parse_hparams(
+        args.hparam, types_of(hyperparameters(settings)), settings.model_factory
+    )
     steps = 0
 
     def report(epoch: int, metrics: dict[str, float], epochs: int) -> None:
@@ -87,7 +75,7 @@ def run(
     return dict(
         trial_fn(
             hparams,
-            settings=load_settings(),
+            settings=settings,
             table=args.table,
             snapshot_id=args.snapshot_id,
             report=report,

@@ -23,6 +23,10 @@ def _model_param(text: str) -> tuple[str, Any]:
         return key, value
 
 
+DEPRECATED_ALIASES = ("channels", "hidden", "dropout")
+"""Former fixed options, kept as aliases of ``--hparam NAME=VALUE``."""
+
+
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``train`` command."""
     from cnai.training.step import (
@@ -56,16 +60,30 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help=f"global batch size, split across workers (default {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
-    parser.add_argument("--channels", type=int, help="model: first conv filters (default 16)")
-    parser.add_argument("--hidden", type=int, help="model: hidden units (default 64)")
-    parser.add_argument("--dropout", type=float, help="model: dropout (default 0.1)")
+    parser.add_argument(
+        "--hparam",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyperparameter the configured model factory declares (its keyword "
+        "parameters with a default and an int/float/bool/str annotation), typed by the "
+        "declaration; repeatable (an unknown NAME is refused, listing the declared ones)",
+    )
+    for name in DEPRECATED_ALIASES:
+        parser.add_argument(
+            f"--{name}",
+            dest=f"alias_{name}",
+            metavar="VALUE",
+            help=f"deprecated: --hparam {name}=VALUE",
+        )
     parser.add_argument(
         "--model-param",
         action="append",
         type=_model_param,
         default=[],
         metavar="KEY=VALUE",
-        help="extra keyword argument for a custom model factory (repeatable)",
+        help="extra keyword argument for the model factory that is not a declared "
+        "hyperparameter, VALUE parsed as JSON (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="init/shuffle seed (default 0)")
     parser.add_argument(
@@ -86,12 +104,24 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     """Handler: run the train step with the context's settings."""
+    from cnai.training.hparams import hyperparameters, parse_assignments, types_of
     from cnai.training.step import train
 
+    settings = ctx.settings
+    declared = types_of(hyperparameters(settings))
+    words = list(args.hparam)
+    for name in DEPRECATED_ALIASES:
+        value = getattr(args, f"alias_{name}")
+        if value is not None:
+            words.append(f"{name}={value}")
+    hparams = parse_assignments(words, declared, settings.model_factory)
+    for name in ("epochs", "lr", "batch_size", "weight_decay"):
+        if name in hparams:
+            raise UsageError(f"--hparam {name}: use --{name.replace('_', '-')} instead")
     model_params = dict(args.model_param)
-    for name in ("channels", "hidden", "dropout"):
-        if name in model_params:
-            raise UsageError(f"--model-param {name}: use --{name} instead")
+    for name in model_params:
+        if name in declared:
+            raise UsageError(f"--model-param {name}: a declared hyperparameter, use --hparam")
     return train(
         table=args.table,
         snapshot_id=args.snapshot_id,
@@ -101,15 +131,13 @@ def run(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         batch_size=args.batch_size,
         use_gpu=args.use_gpu,
         weight_decay=args.weight_decay,
-        channels=args.channels,
-        hidden=args.hidden,
-        dropout=args.dropout,
         model_params=model_params,
         seed=args.seed,
         max_restarts=args.max_restarts,
         git_sha=args.git_sha,
         git_branch=args.git_branch,
         trigger=args.trigger,
-        settings=ctx.settings,
+        settings=settings,
         progress=ctx.progress,
+        **hparams,
     )

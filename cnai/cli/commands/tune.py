@@ -24,7 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--experiment",
         metavar="FILE",
-        help="Katib Experiment YAML (default: pipelines/experiments/retrain.yaml)",
+        help="Katib Experiment YAML (default: the configuration's tune.experiment)",
     )
     parser.add_argument(
         "--table", help="NAMESPACE.NAME (default: the configuration's dataset.table)"
@@ -73,7 +73,7 @@ def export(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from cnai.tuning.katib import DEFAULT_IMAGE, dump, export_katib
     from cnai.tuning.step import fixed_args, load
 
-    spec = load(args.experiment)
+    spec = load(args.experiment, ctx.settings)
     table, snapshot_id = fixed_args(spec, args.table, args.snapshot_id)
     if table:
         from cnai.config import parse_table_identifier
