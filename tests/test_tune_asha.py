@@ -12,11 +12,15 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from cnai.errors import UsageError
-from cnai.training.step import HYPERPARAMETERS
+from cnai.training.hparams import hyperparameters, types_of
 from cnai.tuning import katib
 from cnai.tuning.asha import AshaScheduler
 from cnai.tuning.spec import EarlyStopping, parse_experiment
 from tests.test_tune_spec import base_spec
+
+HYPERPARAMETERS = types_of(hyperparameters(factory="steps.models:digits_cnn"))
+"""The reference project's hyperparameters (its Katib spec searches the CNN's ``channels``;
+the library's default factory has none)."""
 
 
 def parse(data: dict[str, Any]) -> Any:

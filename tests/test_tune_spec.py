@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cnai.errors import UsageError
-from cnai.training.step import HYPERPARAMETERS
+from cnai.training.hparams import hyperparameters, types_of
 from cnai.tuning import katib
 from cnai.tuning.medianstop import MedianStopRule, MedianStopScheduler
 from cnai.tuning.space import grid_points, optuna_space, ray_space
@@ -23,6 +23,10 @@ from cnai.tuning.spec import parse_experiment
 from cnai.tuning.step import default_experiment, fixed_args, load
 from cnai.tuning.trial import metrics_line, parse_hparams
 from tests.conftest import run_cli
+
+HYPERPARAMETERS = types_of(hyperparameters(factory="steps.models:digits_cnn"))
+"""The reference project's hyperparameters (its Katib spec searches the CNN's ``channels``;
+the library's default factory has none)."""
 
 
 def base_spec(**spec: Any) -> dict[str, Any]:
