@@ -112,3 +112,21 @@ def test_depends_on_an_expanded_task_reads_its_group_phase() -> None:
     assert evaluate_depends("a.Succeeded", phases, "t") is False
     assert evaluate_depends("a.Failed && a.AnySucceeded && !a.AllFailed", phases, "t") is True
     assert evaluate_depends("b && b.Succeeded", phases, "t") is True
+
+
+@pytest.mark.parametrize(
+    ("expression", "text"),
+    [
+        ("'x' + 1000000", "x1e+06"),
+        ("'x' + 1234567.5", "x1.2345675e+06"),
+        ("'x' + 100000", "x100000"),
+        ("'x' + 0.00001", "x1e-05"),
+        ("'x' + 2.5", "x2.5"),
+    ],
+)
+def test_string_concatenation_prints_numbers_as_go_percent_v(expression: str, text: str) -> None:
+    """govaluate concatenates with ``fmt.Sprintf("%v%v")``; ``%v`` of a float64 is
+    ``strconv`` 'g' with the shortest digits, which switches to an exponent from 1e+06
+    (ftoa.go: "if precision was the shortest possible, use precision 6"). The
+    evaluator used the JSON threshold (1e21) and printed "x1000000"."""
+    assert compile_expression(expression).evaluate() == text

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+
+from cnai.argo.semantics.gojson import format_value
 
 
 class GovaluateError(ValueError):
@@ -79,31 +79,12 @@ COMPARATORS = {
 TERNARY = {"?": "TERNARY_TRUE", ":": "TERNARY_FALSE", "??": "COALESCE"}
 
 
-def _go_float_text(value: float) -> str:
-    """A float64 as Go's ``%v`` prints it (shortest digits, %e below 1e-4 or from 1e21)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if math.copysign(1, value) < 0 else "0"
-    digits = Decimal(repr(value))
-    exponent = digits.adjusted()
-    if -4 <= exponent < 21:
-        text = format(digits, "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    sign, numerals, _ = digits.as_tuple()
-    mantissa = "".join(map(str, numerals)).rstrip("0") or "0"
-    head = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
-    return f"{'-' if sign else ''}{head}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-
-
 def shown(value: Any) -> str:
     """A value as Go's ``%v`` prints it (string concatenation with ``+``, and messages)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _go_float_text(value)
+        return format_value(value)
     if value is None:
         return "<nil>"
     if isinstance(value, list):
