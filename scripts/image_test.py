@@ -87,14 +87,15 @@ def run(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str
 
 
 def podman(
-    *args: str, capture: bool = False, check: bool = True
+    *args: str, capture: bool = False, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``podman --runtime runc ARGS``."""
+    """``podman --runtime runc ARGS`` (``env``: added to podman's own environment)."""
     return subprocess.run(
         ["podman", *PODMAN_RUN, *args],
         check=check,
         text=True,
         capture_output=capture,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -368,8 +369,13 @@ def run_task(task: PodTask, work: Path, home_volume: str) -> dict[str, str]:
     script = run_dir / "script"
     script.write_text(task.script)
     script.chmod(0o444)
+    # An env-file holds one line per variable; a multi-line value (the project's
+    # configuration, CNAI_PROJECT_CONFIG) is passed by name from podman's environment,
+    # as the kubelet passes a ConfigMap key of several lines.
+    multiline = {k: v for k, v in task.env.items() if "\n" in v}
     env_file = run_dir / "env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in task.env.items()))
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in task.env.items() if k not in multiline))
+    by_name = [arg for name in sorted(multiline) for arg in ("--env", name)]
     out_dirs = {str(Path(p).parent) for p in task.outputs.values()}
     if len(out_dirs) > 1:
         raise SystemExit(f"template {task.template}: outputs in several folders {out_dirs}")
@@ -393,6 +399,7 @@ def run_task(task: PodTask, work: Path, home_volume: str) -> dict[str, str]:
         "ALL",
         "--env-file",
         str(env_file),
+        *by_name,
         *volumes,
         "--entrypoint",
         task.argv[0],
@@ -401,7 +408,7 @@ def run_task(task: PodTask, work: Path, home_volume: str) -> dict[str, str]:
     ]
     say(f"task {task.template}: podman {' '.join(cmd)}")
     started = time.monotonic()
-    done = podman(*cmd, check=False)
+    done = podman(*cmd, check=False, env=multiline)
     if done.returncode != 0:
         raise SystemExit(f"image-test: task {task.template} failed (exit {done.returncode})")
     folder = next(iter(out_dirs), "")
