@@ -67,7 +67,11 @@ register(model["run_id"], settings=settings, progress=quiet)
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "RAY_"))}
+    """The caller's environment without cnai/Ray settings; the reference project's root on
+    PYTHONPATH, as a plain script of the project needs it (its cnai.yaml names
+    ``steps.datasets:digits``; ``cnai run`` puts the project on the path itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "RAY_"))}
+    return {**env, "PYTHONPATH": str(REPO)}
 
 
 def _timed(cmd: list[str]) -> float:

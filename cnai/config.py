@@ -432,9 +432,12 @@ def _project_layer(env: Mapping[str, str], limit: int) -> tuple[Path, dict[str, 
     if text:
         where = Path(f"${PROJECT_CONFIG_ENV}")
         return where, _parse_config(text.encode("utf-8"), where, limit)
-    from cnai.project import find_project
+    from cnai.project import activate, find_project
 
     project = find_project(environ=env)
+    # The configuration names the project's modules (model factory, dataset sample):
+    # a library caller gets them importable, as the CLI and every task do.
+    activate(project)
     if project is None or project.config is None:
         return Path("(no project config)"), {}
     return project.config, _read_config(project.config, limit)

@@ -456,3 +456,25 @@ def test_gateway_pipeline_option_picks_the_sensor_of_that_pipeline(tmp_path: Pat
     result = cnai([*home, *events, "--pipeline", "tiny", "--port", "0"], project)
     assert result.returncode == 2, result.stderr
     assert "expected one Sensor submitting WorkflowTemplate 'tiny-flow', found 0" in result.stderr
+
+
+def test_library_use_from_a_project_folder_imports_the_project_modules(tmp_path: Path) -> None:
+    """A plain script of the project (no CLI) that loads the settings can resolve the
+    module references its configuration names: before, ``load_settings`` layered the
+    project's cnai.yaml in but left the project off ``sys.path`` ("No module named")."""
+    project = make_project(tmp_path / "proj")
+    (project / "tinyflow" / "models.py").write_text("def net(input_shape, num_classes):\n    ...\n")
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys, tempfile\n"
+        "from cnai.config import load_settings\n"
+        "from cnai.resolve import resolve_callable\n"
+        "s = load_settings(tempfile.mkdtemp(), environ={})\n"
+        "print(resolve_callable(s.model_factory, what='model factory').__module__)\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CNAI_", "PYTHONPATH"))}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=project, env=clean, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "tinyflow.models"
