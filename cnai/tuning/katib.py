@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from cnai.argo.kit.pods import env_from_dicts
 from cnai.argo.pipeline import Platform
 from cnai.errors import UsageError
 
@@ -114,10 +115,7 @@ def trial_job(image: str, args: list[str], platform: Platform | None = None) -> 
                             "image": image,
                             "command": list(TRIAL_COMMAND),
                             "args": args,
-                            "envFrom": [
-                                {"configMapRef": {"name": platform.config_map}},
-                                {"secretRef": {"name": platform.secret}},
-                            ],
+                            "envFrom": env_from_dicts(platform),
                             "env": [
                                 {"name": "CNAI_HOME", "value": "/tmp/cnai"},
                                 {"name": "HOME", "value": "/tmp"},

@@ -53,6 +53,14 @@ def env_from(platform: Platform) -> list[Any]:
     return [ConfigMapEnvFrom(name=platform.config_map), SecretEnvFrom(name=platform.secret)]
 
 
+def env_from_dicts(platform: Platform) -> list[dict[str, Any]]:
+    """The same ``envFrom`` as plain Kubernetes dicts (RayJob pods, Katib trial Jobs)."""
+    return [
+        {"configMapRef": {"name": platform.config_map}},
+        {"secretRef": {"name": platform.secret}},
+    ]
+
+
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Any:
     """Hera ``Resources`` with requests and limits (both are always set)."""
     from hera.workflows import Resources
@@ -68,10 +76,7 @@ def container_dict(platform: Platform, name: str) -> dict[str, Any]:
         "name": name,
         "image": full_image(platform),
         "imagePullPolicy": "IfNotPresent",
-        "envFrom": [
-            {"configMapRef": {"name": platform.config_map}},
-            {"secretRef": {"name": platform.secret}},
-        ],
+        "envFrom": env_from_dicts(platform),
         "resources": {
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "2", "memory": "4Gi"},
