@@ -4,21 +4,25 @@ Builds a synthetic digits-shaped Iceberg table (``--rows`` rows in ``--files``
 data files, registered with PyIceberg's ``add_files``), then measures in the same run:
 
 - baseline: ``pyarrow.parquet.read_table`` of the same data files (Arrow only);
-- reference, read + convert: the same reads, each file's feature columns then
-  turned into a row-major float32 array with plain numpy (reported, not the
-  ratio's baseline);
 - ours, 1 worker: :func:`cnai.training.data.plan_partitions` +
   :func:`cnai.training.data.load_partition` - catalog look-up at the snapshot,
   column-group reads, split assignment from the stored row hash, a feature-major
   float32 block, labels and split positions, ready for ``torch.from_numpy``;
+- reference, read + convert: the same reads, each file's feature columns then
+  turned into a row-major float32 array with plain numpy (reported, not the
+  ratio's baseline);
 - ours, 2 workers: two processes each loading its own partition at the same time
   (after their imports, each round started together); throughput = rows / the
-  slowest worker, median over the rounds.
+  slowest worker, median over the rounds;
+- a cold worker: each side in a fresh process (imports done, files in the page
+  cache, no memory yet), holding what it read until the clock stops, as a
+  training worker loads once; median over the rounds.
 
-Every side is measured warm and interleaved, round by round: imports done, files in
-the page cache, and each allocator (Arrow's pool for ``read_table`` and for ours)
-holding memory from the round before. A training worker loads once, cold; there
-both sides pay first-touch page faults alike.
+The ratio's two sides are measured warm, round by round, in alternating order:
+imports done, files in the page cache, each allocator holding memory from the
+round before. The read + convert reference runs in rounds of its own: run between
+them, its numpy allocations slowed whichever side came next (ours by about 7% at
+1M rows on this project's 2-core machine, docs/performance.md).
 
 Ours hands the model a feature-major tensor, so the transpose a row-major array
 needs is never done; its cost moves into each batch's row gather. The benchmark
@@ -26,7 +30,8 @@ measures that too: microseconds to gather one training batch from each layout
 (``batch_gather_us_*``) beside one step of the default model (``train_step_us``).
 
 The last line is the JSON summary: ratio = ours (1 worker) rows/s over baseline
-rows/s (higher is better; target >= 0.9), plus the 1 -> 2 worker scaling.
+rows/s (higher is better; target >= 0.9), plus the 1 -> 2 worker scaling and the
+cold-worker seconds of each side.
 
     python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 11]
 """
@@ -39,6 +44,7 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +59,7 @@ import pyarrow.parquet as pq
 
 
 def build_table(home: Path, rows: int, files: int) -> list[str]:
-    """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files."""
+    """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files; their paths."""
     from cnai.catalog import arrow_schema, ensure_table, open_catalog, source_schema
     from cnai.config import load_settings
     from cnai.splits import row_hashes
@@ -81,11 +87,16 @@ def build_table(home: Path, rows: int, files: int) -> list[str]:
 
 
 def time_baseline(paths: list[str]) -> float:
-    """Seconds to read every data file with pyarrow.parquet.read_table."""
+    """Seconds to read every data file with pyarrow.parquet.read_table, holding them all.
+
+    The tables are kept until the clock stops, as ours keeps its arrays: a loader
+    holds what it read (reading a file and dropping it before the next let the
+    baseline reuse one file's worth of memory over and over).
+    """
     start = time.perf_counter()
-    rows = sum(pq.read_table(p).num_rows for p in paths)
+    tables = [pq.read_table(p) for p in paths]
     seconds = time.perf_counter() - start
-    assert rows > 0
+    assert sum(t.num_rows for t in tables) > 0
     return seconds
 
 
@@ -144,6 +155,37 @@ def time_two_workers(home: Path, rounds: int) -> tuple[float, int]:
     return statistics.median(walls), sum(rows.values())
 
 
+def cold_child(home: Path, side: str) -> float:
+    """In a fresh process: seconds for ``side`` to load everything, holding it at the end."""
+    import pyiceberg.catalog.sql
+    import pyiceberg.io.pyarrow  # noqa: F401 - every import is paid before the clock starts
+
+    from cnai.config import load_settings
+    from cnai.training.data import load_partition, plan_partitions
+
+    settings = load_settings(home, environ={})
+    paths = sorted(glob.glob(f"{home}/data/*.parquet"))
+    start = time.perf_counter()
+    if side == "baseline":
+        held: object = [pq.read_table(p) for p in paths]
+    else:
+        held = load_partition(settings, plan_partitions(settings, 1), 0)
+    seconds = time.perf_counter() - start
+    assert held is not None
+    return seconds
+
+
+def time_cold(home: Path, side: str) -> float:
+    """Seconds :func:`cold_child` reports for ``side`` from a new interpreter."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--cold", side, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def time_batch_gathers(home: Path, batches: int = 2000) -> dict[str, float]:
     """Microseconds per training batch gathered from each layout, and per training step.
 
@@ -196,27 +238,53 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--cold", choices=("baseline", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cold:  # one cold-worker measurement, in the process time_cold started
+        print(cold_child(args.home, args.cold))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        paths = build_table(home, args.rows, args.files)
+        # The table is written by another process, then flushed to disk: the writer's
+        # memory and the kernel's write-back of fresh files stay out of the rounds.
+        builder = mp.get_context("spawn").Process(
+            target=build_table, args=(home, args.rows, args.files)
+        )
+        builder.start()
+        builder.join()
+        assert builder.exitcode == 0, f"building the table failed ({builder.exitcode})"
+        os.sync()
+        paths = sorted(glob.glob(f"{home}/data/*.parquet"))
         from cnai.config import load_settings
 
         features = list(load_settings(home, environ={}).dataset.features)
-        time_ours(home, 1, 0)  # warm imports and the page cache for every side
-        time_baseline(paths)
+        for _ in range(3):  # warm imports, the page cache and the allocators for every side
+            time_ours(home, 1, 0)
+            time_baseline(paths)
         baseline, ours, converted = [], [], []
-        for _ in range(args.repeats):
-            baseline.append(time_baseline(paths))
-            converted.append(time_read_and_convert(paths, features))
+
+        def one_ours() -> None:
             seconds, rows = time_ours(home, 1, 0)
             assert rows == args.rows
             ours.append(seconds)
+
+        for round_ in range(args.repeats):  # alternate which side goes first
+            for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
+                if side == "baseline":
+                    baseline.append(time_baseline(paths))
+                else:
+                    one_ours()
+        for _ in range(args.repeats):
+            converted.append(time_read_and_convert(paths, features))
         two, two_rows = time_two_workers(home, args.repeats)
         assert two_rows == args.rows
+        cold: dict[str, list[float]] = {"baseline": [], "ours": []}
+        for round_ in range(max(3, args.repeats // 2)):
+            for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
+                cold[side].append(time_cold(home, side))
         gathers = time_batch_gathers(home)
-        assert sorted(glob.glob(f"{home}/data/*.parquet")) == sorted(paths)
 
     base_rps = args.rows / statistics.median(baseline)
     ours_rps = args.rows / statistics.median(ours)
@@ -226,6 +294,8 @@ def main() -> None:
     print(f"read + convert:      {converted_rps:,.0f} rows/s")
     print(f"ours, 1 worker:      {ours_rps:,.0f} rows/s")
     print(f"ours, 2 workers:     {two_rps:,.0f} rows/s (both partitions loaded)")
+    cold_base, cold_ours = (statistics.median(cold[side]) for side in ("baseline", "ours"))
+    print(f"cold worker:         ours {cold_ours:.3f} s, read_table held {cold_base:.3f} s")
     print(
         f"one batch gathered: feature-major {gathers['batch_gather_us_feature_major']:.1f} us, "
         f"row-major {gathers['batch_gather_us_row_major']:.1f} us; "
@@ -244,6 +314,9 @@ def main() -> None:
                 "ratio_vs_read_and_convert": round(ours_rps / converted_rps, 3),
                 "two_workers_rows_per_s": round(two_rps),
                 "scaling_1_to_2_workers": round(two_rps / ours_rps, 3),
+                "cold_worker_seconds": round(cold_ours, 3),
+                "cold_worker_baseline_seconds": round(cold_base, 3),
+                "cold_worker_ratio": round(cold_base / cold_ours, 3),
                 **{key: round(value, 1) for key, value in gathers.items()},
                 "rows": args.rows,
                 "files": args.files,

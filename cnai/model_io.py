@@ -9,10 +9,20 @@ the unwrapped classifier gives per-class probabilities. The class list and the t
 are also in the model's MLflow metadata (``metadata: {task, classes}``) and in the
 run artifact ``classes.json``. Load it anywhere with
 ``mlflow.pyfunc.load_model("runs:/<id>/model")`` or ``models:/<name>@champion``.
+
+The model's classes are pickled by reference, so the code that defines them must be
+importable where the model is loaded. Classes from installed distributions (torch,
+cnai) are, through ``pip_requirements``; a project's own model code (the factory's
+module, e.g. ``steps.models``) is not, so its top-level packages travel with the
+model as MLflow ``code_paths`` (:func:`project_code_paths`), and the model loads in
+a process that has never seen the project (``mlflow models serve``, another team's
+scorer).
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,13 +121,39 @@ def pip_requirements() -> list[str]:
     ]
 
 
+def project_code_paths(module: torch.nn.Module) -> list[str]:
+    """Folders (packages) or files (modules) of the project code ``module`` is made of.
+
+    Every class in the module tree is looked at; its top-level module is shipped
+    unless it is part of Python itself or of an installed distribution (those are
+    importable wherever the model's requirements are installed). Sorted, no repeats.
+    """
+    from importlib.metadata import packages_distributions
+
+    installed = packages_distributions()
+    paths: set[str] = set()
+    for cls in {type(part) for part in module.modules()}:
+        top = cls.__module__.partition(".")[0]
+        if top in installed or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            continue
+        root = sys.modules.get(top)
+        if root is None:
+            continue
+        locations = list(getattr(root, "__path__", []))  # a package: its folder(s)
+        if not locations and getattr(root, "__file__", None):
+            locations = [str(root.__file__)]  # a plain module: its file
+        paths.update(str(Path(location).resolve()) for location in locations)
+    return sorted(paths)
+
+
 def log_model(module: torch.nn.Module, spec: DatasetSpec, example: np.ndarray) -> ModelInfo:
     """Log ``module`` to the active MLflow run as the ``model`` artifact.
 
     A classifier (``spec.classes`` resolved: declared or inferred) or a regressor
     (``spec.is_regression``). ``example`` is a few rows of features (2-D, feature
     order) used for the input example and the signature. The task and the class list
-    go into the model's metadata and into the run artifact ``classes.json``.
+    go into the model's metadata and into the run artifact ``classes.json``; the
+    project code the module is made of goes with it (:func:`project_code_paths`).
     """
     import mlflow
     import pandas as pd
@@ -139,6 +175,7 @@ def log_model(module: torch.nn.Module, spec: DatasetSpec, example: np.ndarray) -
         input_example=frame,
         pip_requirements=pip_requirements(),
         metadata=metadata,
+        code_paths=project_code_paths(module) or None,
     )
 
 

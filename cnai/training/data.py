@@ -17,6 +17,7 @@ partitioned and whatever is appended later.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -160,18 +161,29 @@ def copy_features(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, out: np.n
     Arrow chunk, straight from Arrow's buffer (a zero-copy view when the column has
     no nulls). numpy releases the GIL for it, so reading threads convert side by side.
     A batch may carry only some features (a column group); the other rows are left.
+    Only the batch's own columns are visited: a load calls this once per column group
+    and file, and every Python step here holds the GIL the other reading threads need.
     """
-    present = set(batch.schema.names)
-    for row, name in zip(out, spec.features, strict=True):
-        if name not in present:
+    rows = feature_rows(spec.features)
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        row = rows.get(name)
+        if row is None:
             continue
-        column = batch.column(name)
-        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        target = out[row]
+        if isinstance(column, pa.Array):
+            np.copyto(target, column.to_numpy(zero_copy_only=False), casting="same_kind")
+            continue
         at = 0
-        for chunk in chunks:
+        for chunk in column.chunks:
             values = chunk.to_numpy(zero_copy_only=False)
-            np.copyto(row[at : at + len(values)], values, casting="same_kind")
+            np.copyto(target[at : at + len(values)], values, casting="same_kind")
             at += len(values)
+
+
+@functools.lru_cache(maxsize=16)
+def feature_rows(features: tuple[str, ...]) -> dict[str, int]:
+    """Feature name -> its row in a feature-major block (its position in ``features``)."""
+    return {name: row for row, name in enumerate(features)}
 
 
 def _dense_classes(spec: DatasetSpec) -> bool:
@@ -321,6 +333,7 @@ class _PartitionReader:
         self._lock = threading.Lock()
         self._table: Table | None = None
         self._scan: tuple[dict[str, FileScanTask], object] | None = None
+        self._schemas: dict[tuple[str, ...], pa.Schema] = {}
 
     def table(self) -> Table:
         """The plan's table, loaded on first use; UsageError once its snapshot expired."""
@@ -397,12 +410,15 @@ class _PartitionReader:
                     read_rows += rows
                 offset += rows
 
+            whole = piece.start == first and piece.stop - piece.start == read_rows
+
             def read(names: list[str]) -> pa.Table:
                 data = parquet.read_row_groups(
                     groups, columns=names, use_threads=self.decode_threads
                 )
-                data = data.slice(piece.start - first, piece.stop - piece.start)
-                want = pa.schema([self.target.field(name) for name in names])
+                if not whole:
+                    data = data.slice(piece.start - first, piece.stop - piece.start)
+                want = self._schema(names)
                 return data if data.schema == want else data.cast(want, safe=True)
 
             for names in self._column_groups(read_rows):
@@ -410,6 +426,14 @@ class _PartitionReader:
                 if ROW_HASH_COLUMN in names and not self.spec.key and stored_hashes(data) is None:
                     data = read(self.target.names)  # no stored hash: split by the whole row
                 yield 0, data
+
+    def _schema(self, names: list[str]) -> pa.Schema:
+        """The table's schema of ``names``, built once per column group."""
+        key = tuple(names)
+        schema = self._schemas.get(key)
+        if schema is None:
+            schema = self._schemas[key] = pa.schema([self.target.field(n) for n in names])
+        return schema
 
     def _column_groups(self, rows: int) -> list[list[str]]:
         """Features in groups of about READ_GROUP_BYTES decoded, then everything else.
