@@ -1,7 +1,5 @@
 """``python -m cnai`` is the ``cnai`` command."""
 
-import sys
+from cnai.cli.main import run
 
-from cnai.cli.main import main
-
-sys.exit(main())
+run()

@@ -15,16 +15,19 @@ Conventions shared by every command:
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import json
 import os
 import pkgutil
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cnai import __version__
 from cnai.cli import commands
@@ -191,5 +194,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The ``cnai`` command (console script and ``python -m cnai``): :func:`main`, then exit.
+
+    Once the command is done and only the main thread is left, the process leaves
+    with ``os._exit`` after the atexit handlers and a flush of stdout and stderr,
+    skipping the interpreter's teardown of every imported module (about 0.1 s after
+    a run, measured: a tenth of a no-change rerun, docs/performance.md). With any
+    other thread still alive it exits the ordinary way, which waits for them.
+    """
+    code = main()
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
