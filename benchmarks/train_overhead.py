@@ -69,6 +69,10 @@ def _baseline_rank(rank: int, port: int) -> None:
     )
     try:
         one_ddp_step()
+        # Every rank done before any leaves: rank 0 hosts the TCP store, and a rank that
+        # tore down while the other still used it aborted ("terminate called without an
+        # active exception", seen once in `make bench`).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
