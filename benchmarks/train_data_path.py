@@ -20,9 +20,12 @@ data files, registered with PyIceberg's ``add_files``), then measures in the sam
 
 The ratio's two sides are measured warm, round by round, in alternating order:
 imports done, files in the page cache, each allocator holding memory from the
-round before. The read + convert reference runs in rounds of its own: run between
-them, its numpy allocations slowed whichever side came next (ours by about 7% at
-1M rows on this project's 2-core machine, docs/performance.md).
+round before; ``--repeats`` rounds in each of ``--processes`` fresh interpreters,
+medians over all rounds. One process's ratio differed from the next one's by up to
+10% (allocator and thread state), more than rounds within a process differ. The
+read + convert reference runs in rounds of its own: run between them, its numpy
+allocations slowed whichever side came next (ours by about 7% at 1M rows on this
+project's 2-core machine, docs/performance.md).
 
 Ours hands the model a feature-major tensor, so the transpose a row-major array
 needs is never done; its cost moves into each batch's row gather. The benchmark
@@ -34,6 +37,7 @@ rows/s (higher is better; target >= 0.9), plus the 1 -> 2 worker scaling and the
 cold-worker seconds of each side.
 
     python benchmarks/train_data_path.py [--rows 1000000] [--files 8] [--repeats 11]
+        [--processes 3]
 """
 
 from __future__ import annotations
@@ -155,6 +159,34 @@ def time_two_workers(home: Path, rounds: int) -> tuple[float, int]:
     return statistics.median(walls), sum(rows.values())
 
 
+def warm_rounds(home: Path, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each side over ``rounds`` warm rounds in this process, sides alternating."""
+    paths = sorted(glob.glob(f"{home}/data/*.parquet"))
+    for _ in range(3):  # warm imports, the page cache and the allocators for every side
+        time_ours(home, 1, 0)
+        time_baseline(paths)
+    out: dict[str, list[float]] = {"baseline": [], "ours": []}
+    for round_ in range(rounds):  # alternate which side goes first
+        for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
+            if side == "baseline":
+                out[side].append(time_baseline(paths))
+            else:
+                out[side].append(time_ours(home, 1, 0)[0])
+    return out
+
+
+def time_warm(home: Path, rounds: int) -> dict[str, list[float]]:
+    """:func:`warm_rounds` in a new interpreter (its own allocator and thread state)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--warm", str(rounds), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def cold_child(home: Path, side: str) -> float:
     """In a fresh process: seconds for ``side`` to load everything, holding it at the end."""
     import pyiceberg.catalog.sql
@@ -238,11 +270,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument(
+        "--processes", type=int, default=3, help="fresh processes for the warm rounds"
+    )
     parser.add_argument("--cold", choices=("baseline", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument("--warm", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cold:  # one cold-worker measurement, in the process time_cold started
         print(cold_child(args.home, args.cold))
+        return
+    if args.warm:  # the warm rounds, in the process time_warm started
+        print(json.dumps(warm_rounds(args.home, args.warm)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,22 +299,19 @@ def main() -> None:
         from cnai.config import load_settings
 
         features = list(load_settings(home, environ={}).dataset.features)
-        for _ in range(3):  # warm imports, the page cache and the allocators for every side
-            time_ours(home, 1, 0)
-            time_baseline(paths)
-        baseline, ours, converted = [], [], []
-
-        def one_ours() -> None:
-            seconds, rows = time_ours(home, 1, 0)
-            assert rows == args.rows
-            ours.append(seconds)
-
-        for round_ in range(args.repeats):  # alternate which side goes first
-            for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
-                if side == "baseline":
-                    baseline.append(time_baseline(paths))
-                else:
-                    one_ours()
+        baseline: list[float] = []
+        ours: list[float] = []
+        per_process = []
+        for _ in range(args.processes):
+            warm = time_warm(home, args.repeats)
+            baseline += warm["baseline"]
+            ours += warm["ours"]
+            per_process.append(
+                statistics.median(warm["baseline"]) / statistics.median(warm["ours"])
+            )
+        time_ours(home, 1, 0)
+        assert time_ours(home, 1, 0)[1] == args.rows
+        converted = []
         for _ in range(args.repeats):
             converted.append(time_read_and_convert(paths, features))
         two, two_rows = time_two_workers(home, args.repeats)
@@ -310,6 +346,7 @@ def main() -> None:
                 "ours": round(ours_rps),
                 "baseline": round(base_rps),
                 "unit": "rows/s",
+                "ratios_per_process": [round(r, 3) for r in per_process],
                 "read_and_convert_rows_per_s": round(converted_rps),
                 "ratio_vs_read_and_convert": round(ours_rps / converted_rps, 3),
                 "two_workers_rows_per_s": round(two_rps),
@@ -320,6 +357,8 @@ def main() -> None:
                 **{key: round(value, 1) for key, value in gathers.items()},
                 "rows": args.rows,
                 "files": args.files,
+                "repeats": args.repeats,
+                "processes": args.processes,
                 "cpus": os.cpu_count(),
             }
         )
