@@ -19,10 +19,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import os
 import signal
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -66,6 +67,12 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 DATA_SUFFIXES = frozenset({".parquet", ".pq", ".parq", ".csv"})
+
+STAGING_THREADS = 2
+"""Most source files staged at once (one per core, see :func:`staging_threads`). Each
+holds at most two batches, so the peak memory of an ingest grows with this, not with
+the number of files; two measured best on this project's 2-core machine
+(docs/performance.md)."""
 """File name endings the landing folder is searched for."""
 
 
@@ -164,21 +171,11 @@ def ingest(
     previous = table_obj.current_snapshot()
     already = ingested_fingerprints(table_obj)
     skipped: list[str] = []
-    seen: set[str] = set()
     staged: list[_Staged] = []
     attempt = StagingAttempt(table_obj)
     with _TermGuard() as guard:
         try:
-            for file in files:
-                with pinned(file) as pin:
-                    fingerprint = pin.fingerprint()
-                    if fingerprint in already or fingerprint in seen:
-                        skipped.append(file.uri)
-                        continue
-                    seen.add(fingerprint)
-                    staged.append(
-                        _stage_pinned(table_obj, pin, fingerprint, spec, progress, attempt)
-                    )
+            _stage_all(table_obj, files, already, spec, progress, attempt, staged, skipped)
             progress.info(
                 f"{spec.table}: {len(staged)} new file(s), {len(skipped)} already ingested"
             )
@@ -205,6 +202,78 @@ def ingest(
         "files_ingested": [s.source.uri for s in committed],
         "files_skipped": skipped,
     }
+
+
+def staging_threads(files: int) -> int:
+    """How many source files are staged at once: one per core, at most STAGING_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(files, STAGING_THREADS, cores or 1))
+
+
+def _stage_all(
+    table: Table,
+    files: list[SourceFile],
+    already: set[str],
+    spec: DatasetSpec,
+    progress: Progress,
+    attempt: StagingAttempt,
+    staged: list[_Staged],
+    skipped: list[str],
+) -> None:
+    """Stage every file not ingested yet into ``staged`` (file order), the rest into ``skipped``.
+
+    Files are staged :func:`staging_threads` at a time (Parquet decoding and encoding,
+    hashing and the checks release the GIL, so each file's writer gets a core of its
+    own). What the caller sees is what staging one file after the other gives: files
+    in order, the first of several with the same bytes staged and the others skipped,
+    and on a failure the error of the first failing file in order. A failure (or
+    SIGTERM in the calling thread) cancels the other threads at their next batch and
+    waits for them; everything they staged is in ``staged`` for the caller to discard.
+    """
+
+    def one(file: SourceFile) -> _Staged | None:
+        attempt.check_cancelled()
+        with pinned(file) as pin:
+            fingerprint = pin.fingerprint()
+            if fingerprint in already:
+                return None
+            return _stage_pinned(table, pin, fingerprint, spec, progress, attempt)
+
+    results: list[_Staged | None] = []
+    threads = staging_threads(len(files))
+    if threads == 1:
+        seen: set[str] = set()
+        for file in files:  # one at a time: a duplicate is never read twice
+            with pinned(file) as pin:
+                fingerprint = pin.fingerprint()
+                if fingerprint in already or fingerprint in seen:
+                    results.append(None)
+                    continue
+                seen.add(fingerprint)
+                item = _stage_pinned(table, pin, fingerprint, spec, progress, attempt)
+                results.append(item)
+                staged.append(item)
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="cnai-ingest-stage") as pool:
+            futures = [pool.submit(one, file) for file in files]
+            try:
+                results = [future.result() for future in futures]
+            except BaseException:
+                attempt.cancel()
+                concurrent.futures.wait(futures)
+                for future in futures:
+                    done = None if future.exception() else future.result()
+                    if done is not None:
+                        staged.append(done)
+                raise
+        firsts: dict[str, _Staged] = {}
+        for result in results:
+            if result is not None and firsts.setdefault(result.fingerprint, result) is result:
+                staged.append(result)
+        duplicates = [r for r in results if r is not None and r not in staged]
+        _discard(table, duplicates)
+        results = [r if r in staged else None for r in results]
+    skipped += [f.uri for f, r in zip(files, results, strict=True) if r is None]
 
 
 def fill_landing(landing: Path, spec: DatasetSpec, progress: Progress) -> Path:
@@ -304,6 +373,7 @@ def _stage_checked(
             _BackgroundWriter(writer) as background,
         ):
             for batch in iter_batches(file, declared, pin):
+                attempt.check_cancelled()
                 attempt.heartbeat()
                 try:
                     checked = check_batch(file.uri, batch, spec, staged.rows)

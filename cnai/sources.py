@@ -33,7 +33,7 @@ from cnai.errors import CnaiError, UsageError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv",)
-BATCH_ROWS = 131_072
+BATCH_ROWS = 65_536
 _READ_CHUNK = 8 << 20
 
 

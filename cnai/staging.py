@@ -30,6 +30,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -71,6 +72,10 @@ def _data_dir(table: Table) -> str:
     return f"{table.location().rstrip('/')}/data"
 
 
+class StagingCancelledError(Exception):
+    """A staging thread stopped because another one failed or the ingest was terminated."""
+
+
 @dataclass
 class StagingAttempt:
     """One ingest attempt's staged files and lease."""
@@ -81,6 +86,8 @@ class StagingAttempt:
     """Attempt id (32 hex digits) in every staged file name."""
     _count: int = 0
     _beat: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def lease_path(self) -> str:
@@ -88,9 +95,20 @@ class StagingAttempt:
         return f"{_data_dir(self.table)}/{LEASE_FOLDER}/{self.attempt}.json"
 
     def new_path(self) -> str:
-        """A fresh data file path for this attempt."""
-        self._count += 1
-        return f"{_data_dir(self.table)}/cnai-{self.attempt}-{self._count}.parquet"
+        """A fresh data file path for this attempt (safe from several staging threads)."""
+        with self._lock:
+            self._count += 1
+            count = self._count
+        return f"{_data_dir(self.table)}/cnai-{self.attempt}-{count}.parquet"
+
+    def cancel(self) -> None:
+        """Ask every thread staging for this attempt to stop at its next batch."""
+        self._cancelled.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`StagingCancelledError` once :meth:`cancel` was called."""
+        if self._cancelled.is_set():
+            raise StagingCancelledError(f"{self.attempt}: staging cancelled")
 
     @property
     def lease_written(self) -> bool:
@@ -102,6 +120,10 @@ class StagingAttempt:
         now = time.time()
         if not force and now - self._beat < HEARTBEAT_S:
             return
+        with self._lock:
+            self._write_lease(now)
+
+    def _write_lease(self, now: float) -> None:
         body = {
             "attempt": self.attempt,
             "pid": os.getpid(),

@@ -418,3 +418,73 @@ def test_commit_from_a_stale_table_rechecks_fingerprints(
     assert table.scan().to_arrow().num_rows == winner["total_rows"]
     assert len(table.metadata.snapshots) == 2
     assert not Path(staged.path.removeprefix("file://")).exists()
+
+
+# --- several files staged at once -------------------------------------------------------
+
+
+def _staged_files(home: Path) -> tuple[set[Path], set[Path]]:
+    """(data files under the table's data folder, data files the current snapshot reads)."""
+    table = load_table(load_settings(home, environ={}))
+    data_dir = Path(table.location().removeprefix("file://")) / "data"
+    referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
+    return set(data_dir.glob("cnai-*.parquet")), referenced
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["one-at-a-time", "two-at-once"])
+def test_staging_several_files_at_once_is_staging_them_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """The same summary, files and snapshot either way: files in order, the first of two
+    identical files ingested and the second skipped, no stray data file."""
+    import cnai.ingest
+    import cnai.sources
+
+    monkeypatch.setattr(cnai.ingest, "staging_threads", lambda files: min(files, threads))
+    monkeypatch.setattr(cnai.sources, "BATCH_ROWS", 16)  # several batches per file
+    src = tmp_path / "src"
+    a = write_parquet(src / "a.parquet", digits_batch(100, seed=1))
+    b = src / "b.parquet"
+    b.write_bytes(a.read_bytes())  # same bytes as a
+    c = write_parquet(src / "c.parquet", digits_batch(70, seed=2))
+    d = write_parquet(src / "d.parquet", digits_batch(30, seed=3))
+    home = tmp_path / "home"
+    home.mkdir()
+    summary = run_ingest(home, src)
+    assert summary["files_ingested"] == [str(p) for p in (a, c, d)]
+    assert summary["files_skipped"] == [str(b)]
+    assert summary["rows_added"] == 200
+    on_disk, referenced = _staged_files(home)
+    assert on_disk == referenced and len(referenced) == 3
+    rows = load_table(load_settings(home, environ={})).scan().to_arrow()
+    expected = pa.concat_tables(pq.read_table(p) for p in (a, c, d))
+    assert rows.column("pixel_7").to_pylist() == expected.column("pixel_7").to_pylist()
+
+
+def test_a_failing_file_among_files_staged_at_once_commits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first failing file in order is the one reported; the others stop or finish,
+    and every file staged for the attempt is removed."""
+    import cnai.ingest
+    import cnai.sources
+
+    monkeypatch.setattr(cnai.ingest, "staging_threads", lambda files: min(files, 2))
+    monkeypatch.setattr(cnai.sources, "BATCH_ROWS", 16)
+    src = tmp_path / "src"
+    write_parquet(src / "a-good.parquet", digits_batch(400, seed=1))
+    bad = digits_batch(50, seed=2)
+    bad["pixel_3"][40] = np.nan
+    first_bad = write_parquet(src / "b-bad.parquet", bad)
+    worse = digits_batch(50, seed=3)
+    worse["label"][0] = 99
+    write_parquet(src / "c-bad.parquet", worse)
+    write_parquet(src / "d-good.parquet", digits_batch(400, seed=4))
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.raises(UsageError) as err:
+        run_ingest(home, src)
+    assert str(first_bad) in str(err.value)
+    assert snapshot_count(home) == 0
+    on_disk, referenced = _staged_files(home)
+    assert on_disk == set() and referenced == set()
