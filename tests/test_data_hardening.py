@@ -160,6 +160,38 @@ def test_sigterm_during_staging_removes_staged_files(tmp_home: Path, tmp_path: P
     assert snapshot_count(tmp_home) == 1
 
 
+def test_sigterm_while_files_are_staged_at_once_removes_them_all(
+    tmp_home: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while two files are staged at once (the signal lands in the main thread,
+    which waits on both): both threads stop, every staged file is removed, exit 143."""
+    import signal
+
+    run_ingest(tmp_home, write_parquet(tmp_path / "base.parquet", digits_batch(10, seed=6)))
+    committed = _committed_files(tmp_home)
+    source = tmp_path / "many"
+    for index in range(3):
+        write_parquet(source / f"part-{index}.parquet", digits_batch(60, seed=20 + index))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
+    script = _KILL_DURING_STAGING.replace(
+        "ingest_step.iter_batches = read_then_die",
+        "ingest_step.iter_batches = read_then_die\n"
+        "ingest_step.staging_threads = lambda files: min(files, 2)",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(source), str(tmp_home), str(int(signal.SIGTERM))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert _staged_files(tmp_home) == committed
+    assert not list((_data_dir(tmp_home) / "_cnai_staging").glob("*.json"))
+    assert snapshot_count(tmp_home) == 1
+
+
 def test_next_ingest_collects_files_of_a_killed_attempt(tmp_home: Path, tmp_path: Path) -> None:
     """Item 21: SIGKILL leaves a partial file; the next ingest removes it (grace elapsed)."""
     import signal
