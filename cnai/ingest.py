@@ -67,13 +67,13 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 DATA_SUFFIXES = frozenset({".parquet", ".pq", ".parq", ".csv"})
+"""File name endings the landing folder is searched for."""
 
 STAGING_THREADS = 2
 """Most source files staged at once (one per core, see :func:`staging_threads`). Each
 holds at most two batches, so the peak memory of an ingest grows with this, not with
 the number of files; two measured best on this project's 2-core machine
 (docs/performance.md)."""
-"""File name endings the landing folder is searched for."""
 
 
 @dataclass

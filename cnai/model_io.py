@@ -134,6 +134,8 @@ def project_code_paths(module: torch.nn.Module) -> list[str]:
     paths: set[str] = set()
     for cls in {type(part) for part in module.modules()}:
         top = cls.__module__.partition(".")[0]
+        if top == "__main__":
+            continue  # cloudpickle stores classes of the running script by value
         if top in installed or top in sys.stdlib_module_names or top in sys.builtin_module_names:
             continue
         root = sys.modules.get(top)
