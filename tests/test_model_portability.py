@@ -111,3 +111,21 @@ def test_library_and_installed_classes_are_not_shipped() -> None:
     from cnai.models import mlp
 
     assert project_code_paths(mlp((1, 4), 3)) == []
+
+
+def test_a_class_of_the_running_script_is_not_shipped(tmp_path: Path) -> None:
+    """cloudpickle stores a class defined in ``__main__`` by value; the script itself is
+    not copied into the model."""
+    script = tmp_path / "train_here.py"
+    script.write_text(
+        "import torch\n"
+        "from cnai.model_io import project_code_paths\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x\n"
+        "print(project_code_paths(Net()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip() == "[]"
