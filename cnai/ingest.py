@@ -225,10 +225,11 @@ def _stage_all(
     Files are staged :func:`staging_threads` at a time (Parquet decoding and encoding,
     hashing and the checks release the GIL, so each file's writer gets a core of its
     own). What the caller sees is what staging one file after the other gives: files
-    in order, the first of several with the same bytes staged and the others skipped,
-    and on a failure the error of the first failing file in order. A failure (or
-    SIGTERM in the calling thread) cancels the other threads at their next batch and
-    waits for them; everything they staged is in ``staged`` for the caller to discard.
+    in order, the first of several with the same bytes kept and the others (staged,
+    then removed) skipped, and on a failure the error of the first failing file in
+    order. A failure (or SIGTERM in the calling thread) cancels the other threads at
+    their next batch and waits for them; everything they staged is in ``staged`` for
+    the caller to discard.
     """
 
     def one(file: SourceFile) -> _Staged | None:
@@ -240,40 +241,25 @@ def _stage_all(
             return _stage_pinned(table, pin, fingerprint, spec, progress, attempt)
 
     results: list[_Staged | None] = []
-    threads = staging_threads(len(files))
-    if threads == 1:
-        seen: set[str] = set()
-        for file in files:  # one at a time: a duplicate is never read twice
-            with pinned(file) as pin:
-                fingerprint = pin.fingerprint()
-                if fingerprint in already or fingerprint in seen:
-                    results.append(None)
-                    continue
-                seen.add(fingerprint)
-                item = _stage_pinned(table, pin, fingerprint, spec, progress, attempt)
-                results.append(item)
-                staged.append(item)
-    else:
-        with ThreadPoolExecutor(threads, thread_name_prefix="cnai-ingest-stage") as pool:
-            futures = [pool.submit(one, file) for file in files]
-            try:
-                results = [future.result() for future in futures]
-            except BaseException:
-                attempt.cancel()
-                concurrent.futures.wait(futures)
-                for future in futures:
-                    done = None if future.exception() else future.result()
-                    if done is not None:
-                        staged.append(done)
-                raise
-        firsts: dict[str, _Staged] = {}
-        for result in results:
-            if result is not None and firsts.setdefault(result.fingerprint, result) is result:
-                staged.append(result)
-        duplicates = [r for r in results if r is not None and r not in staged]
-        _discard(table, duplicates)
-        results = [r if r in staged else None for r in results]
-    skipped += [f.uri for f, r in zip(files, results, strict=True) if r is None]
+    with ThreadPoolExecutor(staging_threads(len(files)), "cnai-ingest-stage") as pool:
+        futures = [pool.submit(one, file) for file in files]
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            attempt.cancel()
+            concurrent.futures.wait(futures)
+            for future in futures:
+                done = None if future.exception() else future.result()
+                if done is not None:
+                    staged.append(done)
+            raise
+    firsts: dict[str, _Staged] = {}
+    kept = [
+        r if r is not None and firsts.setdefault(r.fingerprint, r) is r else None for r in results
+    ]
+    _discard(table, [r for r, k in zip(results, kept, strict=True) if r is not None and k is None])
+    staged += [k for k in kept if k is not None]
+    skipped += [f.uri for f, k in zip(files, kept, strict=True) if k is None]
 
 
 def fill_landing(landing: Path, spec: DatasetSpec, progress: Progress) -> Path:
