@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def build_table(home: Path, rows: int, files: int) -> list[str]:
-    """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files; their paths."""
+def build_table(home: Path, rows: int, files: int) -> None:
+    """A cnai.digits table holding ``rows`` synthetic rows in ``files`` files (run in a
+    process of its own; the files are ``home/data/*.parquet``)."""
     from cnai.catalog import arrow_schema, ensure_table, open_catalog, source_schema
     from cnai.config import load_settings
     from cnai.splits import row_hashes
@@ -87,7 +89,6 @@ def build_table(home: Path, rows: int, files: int) -> list[str]:
         paths.append(path.as_uri())
     with table.transaction() as tx:
         tx.add_files(paths, check_duplicate_files=False)
-    return [p[len("file://") :] for p in paths]
 
 
 def time_baseline(paths: list[str]) -> float:
@@ -159,6 +160,12 @@ def time_two_workers(home: Path, rounds: int) -> tuple[float, int]:
     return statistics.median(walls), sum(rows.values())
 
 
+def alternating(rounds: int) -> Iterator[str]:
+    """``"baseline"`` and ``"ours"``, ``rounds`` times each, alternating which goes first."""
+    for round_ in range(rounds):
+        yield from ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline")
+
+
 def warm_rounds(home: Path, rounds: int) -> dict[str, list[float]]:
     """Seconds of each side over ``rounds`` warm rounds in this process, sides alternating."""
     paths = sorted(glob.glob(f"{home}/data/*.parquet"))
@@ -166,12 +173,11 @@ def warm_rounds(home: Path, rounds: int) -> dict[str, list[float]]:
         time_ours(home, 1, 0)
         time_baseline(paths)
     out: dict[str, list[float]] = {"baseline": [], "ours": []}
-    for round_ in range(rounds):  # alternate which side goes first
-        for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
-            if side == "baseline":
-                out[side].append(time_baseline(paths))
-            else:
-                out[side].append(time_ours(home, 1, 0)[0])
+    for side in alternating(rounds):
+        if side == "baseline":
+            out[side].append(time_baseline(paths))
+        else:
+            out[side].append(time_ours(home, 1, 0)[0])
     return out
 
 
@@ -309,17 +315,15 @@ def main() -> None:
             per_process.append(
                 statistics.median(warm["baseline"]) / statistics.median(warm["ours"])
             )
-        time_ours(home, 1, 0)
-        assert time_ours(home, 1, 0)[1] == args.rows
+        assert time_ours(home, 1, 0)[1] == args.rows  # every row loaded, none twice
         converted = []
         for _ in range(args.repeats):
             converted.append(time_read_and_convert(paths, features))
         two, two_rows = time_two_workers(home, args.repeats)
         assert two_rows == args.rows
         cold: dict[str, list[float]] = {"baseline": [], "ours": []}
-        for round_ in range(max(3, args.repeats // 2)):
-            for side in ("baseline", "ours") if round_ % 2 == 0 else ("ours", "baseline"):
-                cold[side].append(time_cold(home, side))
+        for side in alternating(max(3, args.repeats // 2)):
+            cold[side].append(time_cold(home, side))
         gathers = time_batch_gathers(home)
 
     base_rps = args.rows / statistics.median(baseline)
