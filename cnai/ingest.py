@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from cnai.catalog import (
 )
 from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings, load_settings
 from cnai.contract import ContractError, check_batch, check_schema
+from cnai.cpus import usable_cpus
 from cnai.errors import CnaiError, UsageError
 from cnai.progress import Progress
 from cnai.retrying import commit_policy
@@ -206,8 +206,7 @@ def ingest(
 
 def staging_threads(files: int) -> int:
     """How many source files are staged at once: one per core, at most STAGING_THREADS."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(files, STAGING_THREADS, cores or 1))
+    return max(1, min(files, STAGING_THREADS, usable_cpus()))
 
 
 def _stage_all(

@@ -18,7 +18,6 @@ partitioned and whatever is appended later.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import pyarrow.compute as pc
 
 from cnai.catalog import load_table, snapshot_at
 from cnai.config import ROW_HASH_COLUMN, DatasetSpec, Settings
+from cnai.cpus import usable_cpus
 from cnai.errors import CnaiError, UsageError
 from cnai.splits import SPLIT_NAMES, TEST, TRAIN, VALIDATION, assign_splits, stored_hashes
 
@@ -520,12 +520,12 @@ def load_partition(settings: Settings, plan: DataPlan, rank: int) -> SplitArrays
 
     filled: list[int] = []
     if pieces:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cpus = usable_cpus()
         # Two threads a core: one decoding while another casts (measured best on 2 cores).
-        threads = max(1, min(len(pieces), 2 * (cpus or 1), 8))
+        threads = max(1, min(len(pieces), 2 * cpus, 8))
         # With a piece per core or more, the pool keeps every core busy; a read that
         # also fanned its columns out to Arrow's pool would only add hand-offs.
-        reader = _PartitionReader(settings, plan, decode_threads=threads < (cpus or 1))
+        reader = _PartitionReader(settings, plan, decode_threads=threads < cpus)
         with ThreadPoolExecutor(threads, thread_name_prefix="cnai-read") as pool:
             filled = list(pool.map(fill, range(len(pieces)), map(reader.parts, pieces)))
     if any(f < p.stop - p.start for f, p in zip(filled, pieces, strict=True)):
