@@ -134,10 +134,12 @@ ingest_step.ingest(sys.argv[1], settings=load_settings(sys.argv[2], environ={}),
 """
 
 
-def _ingest_killed(home: Path, source: Path, signum: int) -> subprocess.CompletedProcess[str]:
+def _ingest_killed(
+    home: Path, source: Path, signum: int, script: str = _KILL_DURING_STAGING
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
     return subprocess.run(
-        [sys.executable, "-c", _KILL_DURING_STAGING, str(source), str(home), str(signum)],
+        [sys.executable, "-c", script, str(source), str(home), str(signum)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -172,20 +174,12 @@ def test_sigterm_while_files_are_staged_at_once_removes_them_all(
     source = tmp_path / "many"
     for index in range(3):
         write_parquet(source / f"part-{index}.parquet", digits_batch(60, seed=20 + index))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CNAI_")}
     script = _KILL_DURING_STAGING.replace(
         "ingest_step.iter_batches = read_then_die",
         "ingest_step.iter_batches = read_then_die\n"
         "ingest_step.staging_threads = lambda files: min(files, 2)",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(source), str(tmp_home), str(int(signal.SIGTERM))],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
+    done = _ingest_killed(tmp_home, source, signal.SIGTERM, script)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert _staged_files(tmp_home) == committed
     assert not list((_data_dir(tmp_home) / "_cnai_staging").glob("*.json"))

@@ -49,6 +49,14 @@ def snapshot_count(home: Path) -> int:
     return len(table.metadata.snapshots)
 
 
+def _staged_files(home: Path) -> tuple[set[Path], set[Path]]:
+    """(data files under the table's data folder, data files the current snapshot reads)."""
+    table = load_table(load_settings(home, environ={}))
+    data_dir = Path(table.location().removeprefix("file://")) / "data"
+    referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
+    return set(data_dir.glob("cnai-*.parquet")), referenced
+
+
 def run_ingest(home: Path, source: Path | None = None) -> dict[str, Any]:
     return ingest(
         str(source) if source else None, settings=load_settings(home, environ={}), progress=QUIET
@@ -216,10 +224,8 @@ def test_contract_violation_commits_nothing(
     assert message in str(err.value), case
     assert snapshot_count(ingested_home) == before
     # No staged data file is left behind in the warehouse.
-    table = load_table(load_settings(ingested_home, environ={}))
-    data_dir = Path(table.location().removeprefix("file://")) / "data"
-    referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
-    assert set(data_dir.glob("cnai-*.parquet")) == referenced
+    on_disk, referenced = _staged_files(ingested_home)
+    assert on_disk == referenced
 
 
 def test_finite_values_whose_sum_overflows_pass_the_contract(tmp_path: Path) -> None:
@@ -421,14 +427,6 @@ def test_commit_from_a_stale_table_rechecks_fingerprints(
 
 
 # --- several files staged at once -------------------------------------------------------
-
-
-def _staged_files(home: Path) -> tuple[set[Path], set[Path]]:
-    """(data files under the table's data folder, data files the current snapshot reads)."""
-    table = load_table(load_settings(home, environ={}))
-    data_dir = Path(table.location().removeprefix("file://")) / "data"
-    referenced = {Path(t.file.file_path.removeprefix("file://")) for t in table.scan().plan_files()}
-    return set(data_dir.glob("cnai-*.parquet")), referenced
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["one-at-a-time", "two-at-once"])
